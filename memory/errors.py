@@ -1,0 +1,37 @@
+"""One root for Rapport's errors. Library code raises these with data; the CLI picks wording and
+exit codes (see bot.cli). It lives in ``memory`` because memory imports nothing else of ours."""
+
+from __future__ import annotations
+
+
+class RapportError(Exception):
+    """Root of every error Rapport raises on purpose."""
+
+
+class NotFound(RapportError):
+    def __init__(self, what: str, key: str) -> None:
+        self.what = what
+        self.key = key
+        super().__init__(f"{what} {key!r} not found")
+
+
+class NotEnrolled(RapportError):
+    def __init__(self, person: str, program: str) -> None:
+        self.person = person
+        self.program = program
+        super().__init__(f"{person!r} is not enrolled in {program!r}")
+
+
+class OptedOut(RapportError):
+    def __init__(self, person: str) -> None:
+        self.person = person
+        super().__init__(f"{person!r} has opted out")
+
+
+class ImportProblem(RapportError):
+    """A bad row in an imported file; collected, never raised past the importer."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+        super().__init__(f"line {line}: {message}")

@@ -1,0 +1,222 @@
+"""Importing rosters and past answers from CSV.
+
+Bad rows are reported with their line numbers and skipped; good rows still go in. Re-importing
+the same file updates in place and never duplicates.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from memory import store
+from memory.db import transaction
+from memory.embeddings import Embedder, to_bytes
+from memory.errors import ImportProblem
+from memory.models import Answer, Checkin, Program
+
+PEOPLE_COLUMNS = ("id", "name", "email", "timezone", "owner", "programs")
+ANSWER_COLUMNS = ("person", "program", "question", "answered_at", "rating", "text")
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    problems: list[ImportProblem] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+def _reader(text: str, required: Iterable[str]) -> csv.DictReader[str]:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ImportProblem(1, f"missing column(s): {', '.join(missing)}")
+    reader.fieldnames = header
+    return reader
+
+
+def import_people(
+    sessions: sessionmaker[Session],
+    text: str,
+    *,
+    programs: Mapping[str, Program] | None = None,
+    known_programs: Iterable[str],
+    now: dt.datetime,
+) -> ImportReport:
+    """Columns ``id,name,email,timezone,owner,programs`` (programs separated by ``;``)."""
+    report = ImportReport()
+    reader = _reader(text, ("id",))
+    known = set(known_programs)
+    for row in reader:
+        line = reader.line_num
+        key = (row.get("id") or "").strip()
+        if not key:
+            report.problems.append(ImportProblem(line, "id is empty"))
+            continue
+        tz = (row.get("timezone") or "").strip() or "UTC"
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            report.problems.append(
+                ImportProblem(line, f"unknown time zone {tz!r} (use an IANA name such as Europe/Berlin)")
+            )
+            continue
+        email = (row.get("email") or "").strip() or None
+        if email and ("@" not in email or " " in email):
+            report.problems.append(ImportProblem(line, f"{email!r} is not an e-mail address"))
+            continue
+        names = [p.strip() for p in (row.get("programs") or "").split(";") if p.strip()]
+        unknown = [p for p in names if p not in known]
+        if unknown:
+            report.problems.append(ImportProblem(line, f"unknown program(s): {', '.join(unknown)}"))
+            continue
+        with transaction(sessions) as s:
+            rows = {p.name: p for p in s.scalars(select(Program).where(Program.name.in_(names)))}
+            _, created = store.upsert_person(
+                s, key=key, name=(row.get("name") or "").strip() or None, email=email, timezone=tz,
+                owner_key=(row.get("owner") or "").strip() or None, programs=[rows[n] for n in names], now=now,
+            )  # fmt: skip
+        if created:
+            report.created += 1
+        else:
+            report.updated += 1
+    return report
+
+
+def _parse_when(value: str) -> dt.datetime:
+    value = value.strip()
+    if not value:
+        raise ValueError("answered_at is empty")
+    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
+
+
+def import_answers(
+    sessions: sessionmaker[Session],
+    text: str,
+    *,
+    questions: Mapping[str, Mapping[str, tuple[str, int, int]]],
+    embedder: Embedder,
+    now: dt.datetime,
+    batch: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Past answers: ``person,program,question,answered_at,rating,text``.
+
+    ``questions`` maps program -> question key -> (kind, min, max). Rows of one person, program
+    and ``answered_at`` form one completed check-in, so a rating and its reason stay together.
+    """
+    report = ImportReport()
+    reader = _reader(text, ANSWER_COLUMNS)
+    rows: list[tuple[int, dict[str, str]]] = [(reader.line_num, dict(r)) for r in reader]
+    total = len(rows)
+    valid: list[tuple[int, str, str, str, dt.datetime, int | None, str | None]] = []
+    for line, row in rows:
+        person_key, program_name, question = ((row.get(c) or "").strip() for c in ("person", "program", "question"))
+        spec = questions.get(program_name, {}).get(question)
+        if not person_key:
+            report.problems.append(ImportProblem(line, "person is empty"))
+            continue
+        if program_name not in questions:
+            report.problems.append(ImportProblem(line, f"unknown program {program_name!r}"))
+            continue
+        if spec is None:
+            report.problems.append(ImportProblem(line, f"program {program_name!r} has no question {question!r}"))
+            continue
+        try:
+            when = _parse_when(row.get("answered_at") or "")
+        except ValueError as exc:
+            report.problems.append(ImportProblem(line, f"answered_at: {exc}"))
+            continue
+        if when > now:
+            report.problems.append(ImportProblem(line, "answered_at is in the future"))
+            continue
+        kind, low, high = spec
+        rating_raw = (row.get("rating") or "").strip()
+        answer_text = (row.get("text") or "").strip() or None
+        rating = None
+        if rating_raw:
+            try:
+                rating = int(float(rating_raw))
+            except ValueError:
+                report.problems.append(ImportProblem(line, f"rating {rating_raw!r} is not a number"))
+                continue
+            if not low <= rating <= high:
+                report.problems.append(ImportProblem(line, f"rating {rating} is outside {low}–{high}"))
+                continue
+        if kind == "rating" and rating is None:
+            report.problems.append(ImportProblem(line, f"question {question!r} needs a rating"))
+            continue
+        if kind == "text" and not answer_text:
+            report.problems.append(ImportProblem(line, f"question {question!r} needs text"))
+            continue
+        valid.append((line, person_key, program_name, question, when, rating, answer_text))
+
+    done = len(rows) - len(valid)
+    for start in range(0, len(valid), batch):
+        chunk = valid[start : start + batch]
+        texts = [t for *_, t in chunk if t]
+        vectors = embedder.encode(texts) if texts else None
+        vi = 0
+        with transaction(sessions) as s:
+            for line, person_key, program_name, question, when, rating, answer_text in chunk:
+                vector = None
+                if answer_text and vectors is not None:
+                    vector = vectors[vi]
+                    vi += 1
+                found = store.find_person(s, person_key)
+                if found is None:
+                    report.problems.append(ImportProblem(line, f"unknown person {person_key!r} (import people first)"))
+                    continue
+                person, program = found, store.program_by_name(s, program_name)
+                store.enroll(s, person, program, now)
+                checkin = s.scalar(
+                    select(Checkin).where(
+                        Checkin.person_id == person.id, Checkin.program_id == program.id,
+                        Checkin.source == "import", Checkin.started_at == when,
+                    )
+                )  # fmt: skip
+                if checkin is None:
+                    checkin = Checkin(
+                        person_id=person.id, program_id=program.id, status="completed", source="import",
+                        state={}, started_at=when, updated_at=now, completed_at=when,
+                    )  # fmt: skip
+                    s.add(checkin)
+                    s.flush()
+                answer = store.answer_for(s, checkin.id, question)
+                if answer is not None and answer.rating == rating and answer.text == answer_text:
+                    report.unchanged += 1
+                    continue
+                if answer is None:
+                    answer = Answer(
+                        checkin_id=checkin.id, person_id=person.id, program_id=program.id, question=question,
+                        kind=questions[program_name][question][0], answered_at=when,
+                    )  # fmt: skip
+                    s.add(answer)
+                    report.created += 1
+                else:
+                    report.updated += 1
+                answer.rating, answer.text = rating, answer_text
+                if vector is not None:
+                    answer.embedding, answer.embedding_model = to_bytes(vector), embedder.model_id
+                s.flush()
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    report.problems.sort(key=lambda p: p.line)
+    return report

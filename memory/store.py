@@ -1,0 +1,259 @@
+"""Queries and writes on Rapport's memory, as small functions that take a Session.
+
+Callers own the transaction (``memory.db.transaction``), so several of these compose into one
+unit of work: an answer, its follow-up, the new conversation state and the inbound event's
+idempotency key commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from memory.errors import NotFound
+from memory.models import (
+    OPEN_STATUSES,
+    Answer,
+    ChannelIdentity,
+    Checkin,
+    Enrollment,
+    FollowUp,
+    Owner,
+    Person,
+    ProcessedEvent,
+    Program,
+)
+
+
+def ensure_programs(s: Session, specs: Mapping[str, tuple[bool, int]], now: dt.datetime) -> dict[str, Program]:
+    """Make sure a row exists for every configured program; keep privacy settings in step."""
+    existing = {p.name: p for p in s.scalars(select(Program))}
+    for name, (anonymous, k) in specs.items():
+        program = existing.get(name)
+        if program is None:
+            program = Program(name=name, anonymous=anonymous, k_anonymity=k, created_at=now)
+            s.add(program)
+            existing[name] = program
+        else:
+            program.anonymous, program.k_anonymity = anonymous, k
+    s.flush()
+    return existing
+
+
+def program_by_name(s: Session, name: str) -> Program:
+    program = s.scalar(select(Program).where(Program.name == name))
+    if program is None:
+        raise NotFound("program", name)
+    return program
+
+
+def get_or_create_owner(s: Session, key: str, now: dt.datetime) -> Owner:
+    owner = s.scalar(select(Owner).where(Owner.key == key))
+    if owner is None:
+        owner = Owner(key=key, name=key, email=key if "@" in key else None, created_at=now)
+        s.add(owner)
+        s.flush()
+    return owner
+
+
+def find_person(s: Session, ref: str) -> Person | None:
+    """A person by their key (the roster id) or, failing that, their e-mail address."""
+    person = s.scalar(select(Person).where(Person.key == ref))
+    if person is None and "@" in ref:
+        person = s.scalar(select(Person).where(Person.email == ref.lower()))
+    return person
+
+
+def require_person(s: Session, ref: str) -> Person:
+    person = find_person(s, ref)
+    if person is None:
+        raise NotFound("person", ref)
+    return person
+
+
+def upsert_person(
+    s: Session,
+    *,
+    key: str,
+    name: str | None,
+    email: str | None,
+    timezone: str,
+    owner_key: str | None,
+    programs: Iterable[Program],
+    now: dt.datetime,
+) -> tuple[Person, bool]:
+    """Create or update a roster entry in place. Returns (person, created)."""
+    person = s.scalar(select(Person).where(Person.key == key))
+    created = person is None
+    if person is None:
+        person = Person(key=key, created_at=now, updated_at=now, timezone=timezone)
+        s.add(person)
+    person.name = name or None
+    person.email = email.lower() if email else None
+    person.timezone = timezone
+    person.owner = get_or_create_owner(s, owner_key, now) if owner_key else None
+    person.updated_at = now
+    s.flush()
+    for program in programs:
+        enroll(s, person, program, now)
+    return person, created
+
+
+def enroll(s: Session, person: Person, program: Program, now: dt.datetime) -> Enrollment:
+    enrollment = s.scalar(
+        select(Enrollment).where(Enrollment.person_id == person.id, Enrollment.program_id == program.id)
+    )
+    if enrollment is None:
+        enrollment = Enrollment(person_id=person.id, program_id=program.id, enrolled_at=now, active=True)
+        s.add(enrollment)
+        s.flush()
+    elif not enrollment.active:
+        enrollment.active = True
+    return enrollment
+
+
+def is_enrolled(s: Session, person_id: int, program_id: int) -> bool:
+    return (
+        s.scalar(
+            select(Enrollment.id).where(
+                Enrollment.person_id == person_id, Enrollment.program_id == program_id, Enrollment.active
+            )
+        )
+        is not None
+    )
+
+
+def open_checkins(s: Session, person_id: int) -> list[Checkin]:
+    """The person's open check-ins, most recently active first."""
+    return list(
+        s.scalars(
+            select(Checkin)
+            .where(Checkin.person_id == person_id, Checkin.status.in_(OPEN_STATUSES))
+            .order_by(Checkin.updated_at.desc(), Checkin.id.desc())
+        )
+    )
+
+
+def open_checkin(s: Session, person_id: int, program_id: int) -> Checkin | None:
+    return s.scalar(
+        select(Checkin).where(
+            Checkin.person_id == person_id, Checkin.program_id == program_id, Checkin.status.in_(OPEN_STATUSES)
+        )
+    )
+
+
+def earlier_answers(s: Session, *, person_id: int, program_id: int, question: str, before: Checkin) -> list[Answer]:
+    """Non-skipped answers to the same question in earlier check-ins, oldest first."""
+    return list(
+        s.scalars(
+            select(Answer)
+            .join(Checkin, Answer.checkin_id == Checkin.id)
+            .where(
+                Answer.person_id == person_id,
+                Answer.program_id == program_id,
+                Answer.question == question,
+                Answer.skipped.is_(False),
+                Answer.checkin_id != before.id,
+                Checkin.started_at <= before.started_at,
+            )
+            .order_by(Answer.answered_at, Answer.id)
+        )
+    )
+
+
+def answer_for(s: Session, checkin_id: int, question: str) -> Answer | None:
+    return s.scalar(select(Answer).where(Answer.checkin_id == checkin_id, Answer.question == question))
+
+
+def pending_followup(s: Session, checkin_id: int) -> FollowUp | None:
+    return s.scalar(
+        select(FollowUp)
+        .where(FollowUp.checkin_id == checkin_id, FollowUp.answered_at.is_(None), FollowUp.skipped.is_(False))
+        .order_by(FollowUp.id.desc())
+    )
+
+
+def claim_event(s: Session, key: str, now: dt.datetime) -> bool:
+    """Record an inbound event's idempotency key. False if it was already processed.
+
+    The row commits with the work it guards; two racing deliveries cannot both commit, because
+    the key is the primary key.
+    """
+    if s.get(ProcessedEvent, key) is not None:
+        return False
+    s.add(ProcessedEvent(key=key, processed_at=now))
+    s.flush()
+    return True
+
+
+def find_identity(s: Session, *, channel: str, external_id: str, workspace: str = "") -> ChannelIdentity | None:
+    return s.scalar(
+        select(ChannelIdentity).where(
+            ChannelIdentity.channel == channel,
+            ChannelIdentity.workspace == workspace,
+            ChannelIdentity.external_id == external_id,
+        )
+    )
+
+
+def identities_of(s: Session, person_id: int) -> list[ChannelIdentity]:
+    return list(s.scalars(select(ChannelIdentity).where(ChannelIdentity.person_id == person_id)))
+
+
+def link_identity(
+    s: Session,
+    *,
+    person: Person,
+    channel: str,
+    external_id: str,
+    now: dt.datetime,
+    workspace: str = "",
+    address: str | None = None,
+) -> ChannelIdentity:
+    """Bind a channel account to a person; a person has one identity per channel and workspace."""
+    identity = find_identity(s, channel=channel, external_id=external_id, workspace=workspace)
+    if identity is not None and identity.person_id != person.id:
+        s.delete(identity)
+        s.flush()
+        identity = None
+    if identity is None:
+        identity = s.scalar(
+            select(ChannelIdentity).where(
+                ChannelIdentity.person_id == person.id,
+                ChannelIdentity.channel == channel,
+                ChannelIdentity.workspace == workspace,
+            )
+        )
+    if identity is None:
+        identity = ChannelIdentity(
+            person_id=person.id, channel=channel, workspace=workspace, external_id=external_id, created_at=now
+        )
+        s.add(identity)
+    identity.external_id = external_id
+    identity.address = address or identity.address
+    identity.reachable = True
+    identity.unreachable_reason = None
+    identity.unreachable_at = None
+    s.flush()
+    return identity
+
+
+def mark_unreachable(s: Session, identity: ChannelIdentity, reason: str, now: dt.datetime) -> None:
+    identity.reachable = False
+    identity.unreachable_reason = reason
+    identity.unreachable_at = now
+
+
+def history(s: Session, person_id: int) -> Sequence[Checkin]:
+    """Every check-in of a person, oldest first, with answers and follow-ups loaded."""
+    return list(
+        s.scalars(
+            select(Checkin)
+            .where(Checkin.person_id == person_id)
+            .options(selectinload(Checkin.answers), selectinload(Checkin.followups), selectinload(Checkin.program))
+            .order_by(Checkin.started_at, Checkin.id)
+        )
+    )

@@ -1,0 +1,101 @@
+"""Every sentence a person or an owner reads, as Jinja2 templates, rendered for one sink.
+
+People's words are data, never markup. Templates are written in plain text (or the sink's own
+markup, for owner-facing formats); *every* ``{{ value }}`` is escaped for the sink through Jinja's
+``finalize`` hook, so a person's ``<b>``, ``*``, ``<!channel>`` or ``=HYPERLINK(...)`` shows as
+typed and never changes a message.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+
+TEMPLATES = Path(__file__).parent
+
+Markup = Literal["plain", "telegram_html", "slack_mrkdwn", "html", "markdown"]
+MARKUPS: tuple[Markup, ...] = ("plain", "telegram_html", "slack_mrkdwn", "html", "markdown")
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def escape_plain(text: str) -> str:
+    return text
+
+
+def escape_telegram_html(text: str) -> str:
+    # Telegram's HTML parse mode needs exactly &, < and > escaped (quotes are fine).
+    return html.escape(text, quote=False)
+
+
+def escape_slack(text: str) -> str:
+    # Slack mrkdwn: only &, < and > are control characters; escaping them stops pings and links.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_html(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def escape_markdown(text: str) -> str:
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
+ESCAPERS: dict[str, Callable[[str], str]] = {
+    "plain": escape_plain,
+    "telegram_html": escape_telegram_html,
+    "slack_mrkdwn": escape_slack,
+    "html": escape_html,
+    "markdown": escape_markdown,
+}
+
+
+def neutralise_formula(text: str) -> str:
+    """CSV/spreadsheet exports: a leading = + - @ would run as a formula; prefix a quote."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@lru_cache(maxsize=len(MARKUPS))
+def environment(markup: Markup) -> jinja2.Environment:
+    escape = ESCAPERS[markup]
+
+    def finalize(value: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, Trusted):
+            return str(value)
+        return escape(str(value))
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        # Escaping is done per sink by finalize, for every sink alike (HTML included).
+        autoescape=False,  # noqa: S701
+        finalize=finalize,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters["month_year"] = lambda d: d.strftime("%B %Y") if d else ""
+    env.filters["day_month_year"] = lambda d: f"{d.day} {d.strftime('%B %Y')}" if d else ""
+    return env
+
+
+class Trusted(str):
+    """Text that is already safe for the sink (a rendered fragment); finalize leaves it alone."""
+
+
+def render(name: str, markup: Markup = "plain", /, **context: Any) -> str:
+    """Render ``prompts/<name>.j2`` for one sink."""
+    template = environment(markup).get_template(f"{name}.j2")
+    return template.render(**context).strip()
+
+
+def exists(name: str) -> bool:
+    return (TEMPLATES / f"{name}.j2").is_file()
