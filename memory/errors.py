@@ -35,3 +35,31 @@ class ImportProblem(RapportError):
         self.line = line
         self.message = message
         super().__init__(f"line {line}: {message}")
+
+
+class DeliveryError(RapportError):
+    """A channel could not deliver a message. Raised by channel adapters, handled by dispatchers.
+
+    Subclasses say what to do next: try again later, give up on the message, or stop trying the
+    person on that channel at all.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class RetryLater(DeliveryError):
+    """Temporary (429, 5xx, network). ``retry_after`` seconds, when the API said so."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
+class Unreachable(DeliveryError):
+    """The person cannot be reached on this channel (blocked the bot, account gone)."""
+
+
+class PermanentFailure(DeliveryError):
+    """This message will never go through as it is (bad request); do not retry it."""

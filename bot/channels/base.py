@@ -1,13 +1,42 @@
-"""What every channel adapter shares: the engine's ports, and the adapter protocol."""
+"""What every channel adapter shares: the engine's ports and the adapter protocol.
+
+An adapter is thin. Inbound, it translates an update or event into :class:`Inbound`, hands it to
+``CheckinService.handle`` (in a worker thread, via ``asyncio.to_thread``) and sends the replies.
+Outbound, ``send`` delivers rendered messages to one address and raises a
+``memory.errors.DeliveryError`` subclass when it cannot: ``RetryLater`` (429/5xx/network, with
+``retry_after``), ``Unreachable`` (blocked, account gone) or ``PermanentFailure``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
+
+from aiohttp import web
 
 from bot.engine.ports import Choice, Inbound, Outbound
 from prompts import Markup
 
-__all__ = ["Channel", "Choice", "Inbound", "Markup", "Outbound"]
+__all__ = ["Address", "Channel", "Choice", "Inbound", "Markup", "Outbound", "Sent"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Address:
+    """Where to write to one person on one channel (from ``memory.models.ChannelIdentity``)."""
+
+    channel: str
+    external_id: str
+    workspace: str = ""
+    # A conversation id when it differs from the user id (a Slack DM channel).
+    conversation: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sent:
+    """What the API accepted: the id of the last message, for edits and the outbox record."""
+
+    external_ref: str | None = None
 
 
 class Channel(Protocol):
@@ -15,3 +44,19 @@ class Channel(Protocol):
 
     name: str
     markup: Markup
+
+    def routes(self) -> list[web.RouteDef]:
+        """HTTP routes this channel serves on Rapport's web server (webhooks); may be empty."""
+        ...
+
+    async def start(self) -> None:
+        """Connect and begin receiving (polling, Socket Mode). Returns once running."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop receiving; finish or abandon in-flight work cleanly."""
+        ...
+
+    async def send(self, address: Address, messages: Sequence[Outbound]) -> Sent:
+        """Deliver messages in order, within the channel's rate limits, or raise DeliveryError."""
+        ...
