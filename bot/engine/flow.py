@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from bot.engine.ratings import parse_rating
+from bot.engine.verdicts import VERDICT_VALUES, Verdict, parse_verdict
 
 Stage = Literal["invited", "asking", "assessing", "followup", "confirm_stop", "completed", "opted_out", "expired"]
 STAGES: tuple[Stage, ...] = (
@@ -39,7 +40,8 @@ class Step:
     """One question in the script of a check-in."""
 
     key: str
-    kind: Literal["rating", "text"]
+    # "promise" steps (key ``promise:<id>``) ask about a due promise after the core questions.
+    kind: Literal["rating", "text", "promise"]
     low: int = 0
     high: int = 10
 
@@ -171,6 +173,15 @@ class SkipFollowUp:
 
 
 @dataclass(frozen=True)
+class SaveOutcome:
+    """The person's verdict on a promise (``key`` is the step's ``promise:<id>``)."""
+
+    key: str
+    verdict: Literal["yes", "partly", "no"]
+    comment: str | None
+
+
+@dataclass(frozen=True)
 class Complete:
     pass
 
@@ -194,6 +205,7 @@ Effect = (
     | AskFollowUp
     | SaveFollowUpAnswer
     | SkipFollowUp
+    | SaveOutcome
     | Complete
     | OptOut
     | MarkExpired
@@ -301,6 +313,9 @@ def advance(state: State, event: Event, now: dt.datetime) -> Transition:
     if state.stage != "asking" or step is None:
         return Transition(state, _pending(state))
 
+    if step.kind == "promise":
+        return _promise(state, step, event)
+
     if step.kind == "rating":
         if isinstance(event, Choose):
             value, comment = event.value, None
@@ -330,6 +345,20 @@ def advance(state: State, event: Event, now: dt.datetime) -> Transition:
     return Transition(assessing, (SaveAnswer(step.key, "text", None, event.text.strip()), AssessChange(step.key)))
 
 
+def _promise(state: State, step: Step, event: Event) -> Transition:
+    """A due promise: yes / partly / no (a button or words), the rest of the reply is a comment."""
+    parsed: tuple[Verdict, str | None] | None = None
+    if isinstance(event, Choose):
+        verdict = VERDICT_VALUES.get(event.value)
+        parsed = (verdict, None) if verdict else None
+    else:
+        parsed = parse_verdict(event.text) if isinstance(event, Reply) else None
+    if parsed is None:
+        return Transition(state, (Say("promise_unclear"), Ask(step.key)))
+    verdict, comment = parsed
+    return _next(state, SaveOutcome(step.key, verdict, comment), Say(f"promise_{verdict}"))
+
+
 def _text_problem(state: State, text: str) -> str | None:
     if not text.strip():
         return "text_empty"
@@ -354,6 +383,8 @@ def _command(state: State, name: str) -> Transition:
         step = state.current
         if step is None:
             return Transition(state, ())
+        if step.kind == "promise":
+            return _next(replace(state, stage="asking"), Say("skipped"))
         return _next(replace(state, stage="asking"), SkipAnswer(step.key), Say("skipped"))
     return Transition(state, (Say("help"), *_pending(state)))
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.config import ProgramConfig
-from bot.engine import flow
+from bot.engine import flow, owners, promises
 from bot.engine.ports import Choice, Inbound, Outbound
 from bot.engine.ratings import parse_rating
 from memory import store
@@ -120,6 +120,8 @@ class CheckinService:
         created = checkin is None
         if checkin is None:
             state = self.new_state(config)
+            # Promises due by now are asked about after the core questions.
+            state = promises.with_due_promises(s, state, person=person, program=row, now=now)
             checkin = Checkin(
                 person_id=person.id, program_id=row.id, wave_id=wave_id, status="invited", channel=channel,
                 state=state.to_dict(), started_at=now, updated_at=now, expires_at=expires_at,
@@ -141,6 +143,10 @@ class CheckinService:
             if inbound.event_key and not store.claim_event(s, f"{inbound.channel}:{inbound.event_key}", now):
                 log.info("duplicate inbound event ignored", extra={"channel": inbound.channel})
                 return []
+            # Owners' commands ("promise @person ..."); None for everyone who is not an owner.
+            owner_replies = owners.handle_owner_message(s, inbound, markup)
+            if owner_replies is not None:
+                return owner_replies
             identity = store.find_identity(
                 s, channel=inbound.channel, external_id=inbound.sender, workspace=inbound.workspace
             )
@@ -263,7 +269,10 @@ class CheckinService:
                 )  # fmt: skip
             turn.out.append(self._say(effect.template, turn.markup, **params))
         elif isinstance(effect, flow.Ask):
-            turn.out.append(self._question(turn, effect.key))
+            if effect.key.startswith(promises.PREFIX):
+                turn.out.append(promises.question(s, effect.key, turn.markup, checkin.id))
+            else:
+                turn.out.append(self._question(turn, effect.key))
         elif isinstance(effect, flow.SaveAnswer):
             self._save_answer(s, turn, effect)
         elif isinstance(effect, flow.SkipAnswer):
@@ -286,6 +295,8 @@ class CheckinService:
             followup = store.pending_followup(s, checkin.id)
             if followup is not None:
                 followup.skipped = True
+        elif isinstance(effect, flow.SaveOutcome):
+            promises.save_outcome(s, effect, checkin_id=checkin.id, person_id=checkin.person_id, now=now)
         elif isinstance(effect, flow.Complete):
             checkin.completed_at = now
         elif isinstance(effect, flow.OptOut):

@@ -1,0 +1,109 @@
+"""What owners can say to the bot: ``promise @person text [by YYYY-MM-DD]``.
+
+Only a sender whose channel account is linked to an owner (``rapport owners link``) is treated
+as an owner. Anyone else's ``promise ...`` is an ordinary message, handled as a person's answer:
+people never get owner powers. The person is named by key or e-mail after ``@``, or by a Slack
+mention (``<@U123>``) of someone whose Slack account Rapport knows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import prompts
+from bot.engine.ports import Inbound, Outbound
+from memory import promises, store
+from memory.models import Owner
+from memory.models_promises import OwnerIdentity
+
+log = logging.getLogger(__name__)
+
+_COMMAND = re.compile(r"^\s*/?promise(?:@\w+)?(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
+_TARGET = re.compile(r"^(?:<@(?P<slack>[A-Z0-9]+)(?:\|[^>]*)?>|@(?P<ref>\S+))\s*(?P<text>.*)$", re.DOTALL)
+_DUE = re.compile(r"\s+by\s+(?P<date>\d{4}-\d{2}-\d{2})\s*[.!]?\s*$", re.IGNORECASE)
+
+
+def owner_of(s: Session, inbound: Inbound) -> Owner | None:
+    identity = s.scalar(
+        select(OwnerIdentity).where(
+            OwnerIdentity.channel == inbound.channel,
+            OwnerIdentity.workspace == inbound.workspace,
+            OwnerIdentity.external_id == inbound.sender,
+        )
+    )
+    return identity.owner if identity is not None else None
+
+
+def link_owner(
+    s: Session, *, owner: Owner, channel: str, external_id: str, now: dt.datetime, workspace: str = ""
+) -> OwnerIdentity:
+    """Bind a channel account to an owner (moving it from another owner if need be)."""
+    identity = s.scalar(
+        select(OwnerIdentity).where(
+            OwnerIdentity.channel == channel,
+            OwnerIdentity.workspace == workspace,
+            OwnerIdentity.external_id == external_id,
+        )
+    )
+    if identity is None:
+        identity = OwnerIdentity(
+            owner_id=owner.id, channel=channel, workspace=workspace, external_id=external_id, created_at=now
+        )
+        s.add(identity)
+    identity.owner_id = owner.id
+    s.flush()
+    return identity
+
+
+def handle_owner_message(s: Session, inbound: Inbound, markup: prompts.Markup) -> list[Outbound] | None:
+    """Replies to an owner's command, or None when this is not one (handle it as a person's)."""
+    if inbound.kind not in ("text", "command"):
+        return None
+    text = inbound.text or (f"/{inbound.command}" if inbound.command else "")
+    match = _COMMAND.match(text)
+    if match is None:
+        return None
+    owner = owner_of(s, inbound)
+    if owner is None:
+        return None
+    rest = (match.group("rest") or "").strip()
+
+    def say(template: str, **params: object) -> list[Outbound]:
+        return [Outbound(text=prompts.render(f"owner/{template}", markup, **params))]
+
+    target = _TARGET.match(rest)
+    if target is None:
+        return say("promise_usage")
+    words = target.group("text").strip()
+    due_at = None
+    due = _DUE.search(words)
+    if due is not None:
+        try:
+            day = dt.date.fromisoformat(due.group("date"))
+        except ValueError:
+            return say("promise_bad_date", value=due.group("date"))
+        due_at = dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC)
+        words = words[: due.start()].strip()
+    if not words:
+        return say("promise_usage")
+    if target.group("slack"):
+        identity = store.find_identity(
+            s, channel="slack", external_id=target.group("slack"), workspace=inbound.workspace
+        )
+        person = identity.person if identity is not None else None
+        ref = target.group("slack")
+    else:
+        ref = target.group("ref")
+        person = store.find_person(s, ref)
+    if person is None:
+        return say("promise_unknown_person", ref=ref)
+    promise = promises.add_promise(
+        s, person=person, owner=owner, text=words, now=inbound.received_at, due_at=due_at, source=inbound.channel
+    )
+    log.info("promise recorded from chat", extra={"promise_id": promise.id, "owner_id": owner.id})
+    return say("promise_recorded", name=person.name or person.key, promise=promise.text, due_at=due_at)

@@ -1,0 +1,314 @@
+"""Per-owner change digests: who moved, by how much, in their own words, and what we promised.
+
+A digest covers one owner's people over ``[since, until)``:
+
+* **changes**: people whose rating moved by ``threshold`` points or more against their previous
+  completed check-in in the same program, or whose view changed (the detector asked a follow-up):
+  old and new rating, short quotes of the old and new reason, the follow-up answer, the
+  detector's reasons and the themes that appeared or disappeared;
+* **promise outcomes** recorded in the period (the person's yes / partly / no and comment);
+* **due promises**: still open and due by ``until`` (overdue ones first);
+* **silent**: the owner's people who have not answered an open check-in, or whose check-in
+  expired in the period;
+* **anonymous programs**: only k-anonymous aggregates of waves that closed in the period, for
+  the owner's team (:func:`memory.anonymity.aggregate`); never a person.
+
+Changes are ordered by importance: ``|delta| x 1.5`` for a fall (``x 1`` for a rise), ``+2`` when
+the detector saw a changed view, ``+1`` when the person explained it in a follow-up, ``+3`` for
+each promise to them that was broken in the period; ties by name. The summary line comes first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from memory import anonymity
+from memory.changes import excerpt
+from memory.errors import NotFound
+from memory.models import Checkin, Enrollment, Outcome, Owner, Person, Program, Promise
+from memory.stories import _themes, trajectory
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonChange:
+    person: str
+    name: str
+    program: str
+    at: dt.datetime
+    old_rating: int | None
+    new_rating: int | None
+    old_reason: str | None
+    new_reason: str | None
+    followup_answer: str | None
+    view_changed: bool
+    reasons: tuple[str, ...] = ()
+    themes_appeared: tuple[str, ...] = ()
+    themes_disappeared: tuple[str, ...] = ()
+    trajectory: str = "new"
+    importance: float = 0.0
+
+    @property
+    def delta(self) -> int | None:
+        if self.old_rating is None or self.new_rating is None:
+            return None
+        return self.new_rating - self.old_rating
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromiseItem:
+    person: str
+    name: str
+    text: str
+    made_at: dt.datetime
+    due_at: dt.datetime | None
+    status: str
+    overdue: bool = False
+    verdict: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Silent:
+    person: str
+    name: str
+    program: str
+    status: str  # "open" (not answered yet) | "expired"
+    invited_at: dt.datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Digest:
+    owner: str
+    owner_name: str
+    since: dt.datetime
+    until: dt.datetime
+    summary: str
+    changes: tuple[PersonChange, ...] = ()
+    outcomes: tuple[PromiseItem, ...] = ()
+    due: tuple[PromiseItem, ...] = ()
+    silent: tuple[Silent, ...] = ()
+    aggregates: tuple[anonymity.AggregateView, ...] = field(default_factory=tuple)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.changes or self.outcomes or self.due or self.silent or self.aggregates)
+
+
+def _rating(c: Checkin) -> int | None:
+    a = next((a for a in c.answers if a.kind == "rating" and not a.skipped and a.rating is not None), None)
+    return a.rating if a else None
+
+
+def _reason(c: Checkin) -> str | None:
+    a = next((a for a in c.answers if a.kind == "text" and not a.skipped and a.text), None)
+    return a.text if a else None
+
+
+def _in(when: dt.datetime | None, since: dt.datetime, until: dt.datetime) -> bool:
+    return when is not None and since <= when < until
+
+
+def build_digest(
+    s: Session,
+    *,
+    owner: str,
+    since: dt.datetime,
+    until: dt.datetime,
+    threshold: int = 2,
+    quote_chars: int = 120,
+    encode: Callable[[Sequence[str]], NDArray[np.float32]] | None = None,
+) -> Digest:
+    owner_row = s.scalar(select(Owner).where(Owner.key == owner))
+    if owner_row is None:
+        raise NotFound("owner", owner)
+    people = list(s.scalars(select(Person).where(Person.owner_id == owner_row.id)))
+    names = {p.id: p.name or p.key for p in people}
+    keys = {p.id: p.key for p in people}
+
+    # Promises first: broken ones raise the importance of that person's change.
+    promises = list(
+        s.scalars(
+            select(Promise)
+            .where(Promise.person_id.in_(list(names)) if names else Promise.id < 0)
+            .options(selectinload(Promise.outcomes))
+            .order_by(Promise.due_at, Promise.id)
+        )
+    )
+    anonymous_programs = set(s.scalars(select(Program.id).where(Program.anonymous.is_(True))))
+    promises = [p for p in promises if p.program_id not in anonymous_programs]
+    outcomes: list[PromiseItem] = []
+    broken: dict[int, int] = {}
+    for p in promises:
+        for o in p.outcomes:
+            if _in(o.recorded_at, since, until):
+                outcomes.append(_promise_item(p, keys, names, until, o))
+                if o.verdict == "no":
+                    broken[p.person_id] = broken.get(p.person_id, 0) + 1
+    outcomes.sort(key=lambda i: ({"no": 0, "partly": 1, "yes": 2}.get(i.verdict or "", 3), i.name))
+    due = [
+        _promise_item(p, keys, names, until, None)
+        for p in promises
+        if p.status == "open" and p.due_at is not None and p.due_at < until
+    ]
+
+    changes: list[PersonChange] = []
+    silent: list[Silent] = []
+    checkins = anonymity.visible_checkins(s, person_ids=list(names))
+    series: dict[tuple[int, int], list[Checkin]] = {}
+    for c in checkins:
+        if c.status == "completed":
+            series.setdefault((c.person_id, c.program_id), []).append(c)
+        elif c.status in ("invited", "in_progress") and c.started_at < until:
+            silent.append(_silent(c, keys, names, "open"))
+        elif c.status == "expired" and _in(c.expires_at or c.updated_at, since, until):
+            silent.append(_silent(c, keys, names, "expired"))
+    for (person_id, _), done in series.items():
+        done.sort(key=lambda c: (c.completed_at or c.started_at, c.id))
+        for i, c in enumerate(done):
+            if not _in(c.completed_at, since, until):
+                continue
+            earlier = [e for e in done[:i] if _rating(e) is not None or _reason(e) is not None]
+            before = earlier[-1] if earlier else None
+            change = _change(c, before, done[: i + 1], keys, names, threshold, quote_chars, broken.get(person_id, 0))
+            if change is not None:
+                changes.append(change)
+    changes.sort(key=lambda ch: (-ch.importance, ch.name))
+    silent.sort(key=lambda x: (x.status != "expired", x.name))
+
+    aggregates = []
+    for program in s.scalars(select(Program).where(Program.anonymous.is_(True)).order_by(Program.name)):
+        has_team = s.scalar(
+            select(Enrollment.id)
+            .join(Person, Enrollment.person_id == Person.id)
+            .where(Enrollment.program_id == program.id, Person.owner_id == owner_row.id)
+            .limit(1)
+        )
+        if has_team is None:
+            continue
+        for wave in anonymity.closed_waves(s, program, until):
+            closed = wave.closed_at or wave.closes_at
+            if _in(closed, since, until):
+                aggregates.append(
+                    anonymity.aggregate(s, program=program.name, wave=wave.key, owner=owner, now=until, encode=encode)
+                )
+
+    digest = Digest(
+        owner=owner,
+        owner_name=owner_row.name or owner,
+        since=since,
+        until=until,
+        summary="",
+        changes=tuple(changes),
+        outcomes=tuple(outcomes),
+        due=tuple(due),
+        silent=tuple(silent),
+        aggregates=tuple(aggregates),
+    )
+    return _with_summary(digest)
+
+
+def _promise_item(
+    p: Promise, keys: dict[int, str], names: dict[int, str], until: dt.datetime, outcome: Outcome | None
+) -> PromiseItem:
+    return PromiseItem(
+        person=keys.get(p.person_id, ""),
+        name=names.get(p.person_id, ""),
+        text=p.text,
+        made_at=p.made_at,
+        due_at=p.due_at,
+        status=p.status,
+        overdue=p.status == "open" and p.due_at is not None and p.due_at < until,
+        verdict=outcome.verdict if outcome else None,
+        comment=outcome.comment if outcome else None,
+    )
+
+
+def _silent(c: Checkin, keys: dict[int, str], names: dict[int, str], status: str) -> Silent:
+    return Silent(
+        person=keys.get(c.person_id, ""),
+        name=names.get(c.person_id, ""),
+        program=c.program.name,
+        status=status,
+        invited_at=c.started_at,
+    )
+
+
+def _change(
+    c: Checkin,
+    before: Checkin | None,
+    done: Sequence[Checkin],
+    keys: dict[int, str],
+    names: dict[int, str],
+    threshold: int,
+    quote_chars: int,
+    broken: int,
+) -> PersonChange | None:
+    new_rating, old_rating = _rating(c), (_rating(before) if before is not None else None)
+    delta = new_rating - old_rating if new_rating is not None and old_rating is not None else None
+    followup = c.followups[-1] if c.followups else None
+    view_changed = followup is not None
+    if not (view_changed or (delta is not None and abs(delta) >= threshold)):
+        return None
+    reasons = list(followup.reasons) if followup is not None else []
+    old_reason = _reason(before) if before is not None else None
+    new_reason = _reason(c)
+    answer = followup.answer_text if followup is not None and not followup.skipped else None
+    ratings = [r for r in (_rating(d) for d in done) if r is not None]
+    importance = (abs(delta) * (1.5 if delta < 0 else 1.0) if delta else 0.0) + (2.0 if view_changed else 0.0)
+    importance += (1.0 if answer else 0.0) + 3.0 * broken
+    return PersonChange(
+        person=keys.get(c.person_id, ""),
+        name=names.get(c.person_id, ""),
+        program=c.program.name,
+        at=c.completed_at or c.started_at,
+        old_rating=old_rating,
+        new_rating=new_rating,
+        old_reason=excerpt(old_reason, quote_chars) if old_reason else None,
+        new_reason=excerpt(new_reason, quote_chars) if new_reason else None,
+        followup_answer=excerpt(answer, quote_chars * 2) if answer else None,
+        view_changed=view_changed,
+        reasons=tuple(str(r.get("text", "")) for r in reasons if isinstance(r, dict) and r.get("text")),
+        themes_appeared=_themes(reasons, "appeared"),
+        themes_disappeared=_themes(reasons, "disappeared"),
+        trajectory=trajectory(ratings, step=threshold).kind,
+        importance=round(importance, 2),
+    )
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _with_summary(d: Digest) -> Digest:
+    parts = []
+    if d.changes:
+        down = sum(1 for c in d.changes if (c.delta or 0) < 0)
+        up = sum(1 for c in d.changes if (c.delta or 0) > 0)
+        detail = ", ".join(x for x in (f"{down} down" if down else "", f"{up} up" if up else "") if x)
+        parts.append(_plural(len(d.changes), "person", "people") + " changed" + (f" ({detail})" if detail else ""))
+    broken = sum(1 for o in d.outcomes if o.verdict == "no")
+    partly = sum(1 for o in d.outcomes if o.verdict == "partly")
+    kept = sum(1 for o in d.outcomes if o.verdict == "yes")
+    if broken or partly or kept:
+        bits = [f"{broken} broken" if broken else "", f"{partly} partly kept" if partly else "",
+                f"{kept} kept" if kept else ""]  # fmt: skip
+        parts.append("promises: " + ", ".join(b for b in bits if b))
+    if d.due:
+        overdue = sum(1 for p in d.due if p.overdue)
+        parts.append(_plural(len(d.due), "promise") + " due" + (f" ({overdue} overdue)" if overdue else ""))
+    if d.silent:
+        parts.append(_plural(len(d.silent), "person", "people") + " did not answer")
+    if d.aggregates:
+        parts.append(_plural(len(d.aggregates), "anonymous wave") + " closed")
+    summary = "; ".join(parts) + "." if parts else "No changes."
+    return Digest(
+        owner=d.owner, owner_name=d.owner_name, since=d.since, until=d.until, summary=summary[0].upper() + summary[1:],
+        changes=d.changes, outcomes=d.outcomes, due=d.due, silent=d.silent, aggregates=d.aggregates,
+    )  # fmt: skip
