@@ -215,6 +215,13 @@ class SlackConfig(Strict):
     client_id: SecretRef | None = None
     client_secret: SecretRef | None = None
     oauth_state_secret: SecretRef | None = None
+    # Seconds between two messages in one conversation (Slack allows about one per second).
+    pace_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
+    # A 429 asking to wait up to this long is waited out within the send; longer ones are
+    # handed back to the dispatcher as "retry later".
+    max_wait_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
+    # Retries of one API call after a network error or a 5xx answer.
+    retries: int = Field(default=2, ge=0, le=10)
 
 
 class ChannelsConfig(Strict):

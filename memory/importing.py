@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +24,9 @@ from memory.errors import ImportProblem
 from memory.models import Answer, Checkin, Program
 
 PEOPLE_COLUMNS = ("id", "name", "email", "timezone", "owner", "programs")
+# Optional ``slack_user`` column: a Slack user id (``U0123ABCD``), or ``T0123:U0123ABCD`` for
+# one of several workspaces installed through the install flow.
+SLACK_USER = re.compile(r"^(?:(?P<team>[TE][A-Z0-9]{2,30}):)?(?P<user>[UW][A-Z0-9]{2,30})$")
 ANSWER_COLUMNS = ("person", "program", "question", "answered_at", "rating", "text")
 
 
@@ -56,7 +60,8 @@ def import_people(
     known_programs: Iterable[str],
     now: dt.datetime,
 ) -> ImportReport:
-    """Columns ``id,name,email,timezone,owner,programs`` (programs separated by ``;``)."""
+    """Columns ``id,name,email,timezone,owner,programs`` (programs separated by ``;``), and an
+    optional ``slack_user``."""
     report = ImportReport()
     reader = _reader(text, ("id",))
     known = set(known_programs)
@@ -83,12 +88,22 @@ def import_people(
         if unknown:
             report.problems.append(ImportProblem(line, f"unknown program(s): {', '.join(unknown)}"))
             continue
+        slack_user = (row.get("slack_user") or "").strip()
+        slack = SLACK_USER.match(slack_user) if slack_user else None
+        if slack_user and slack is None:
+            report.problems.append(ImportProblem(line, f"{slack_user!r} is not a Slack user id (U… or T…:U…)"))
+            continue
         with transaction(sessions) as s:
             rows = {p.name: p for p in s.scalars(select(Program).where(Program.name.in_(names)))}
-            _, created = store.upsert_person(
+            person, created = store.upsert_person(
                 s, key=key, name=(row.get("name") or "").strip() or None, email=email, timezone=tz,
                 owner_key=(row.get("owner") or "").strip() or None, programs=[rows[n] for n in names], now=now,
             )  # fmt: skip
+            if slack is not None:
+                store.link_identity(
+                    s, person=person, channel="slack", external_id=slack.group("user"),
+                    workspace=slack.group("team") or "", now=now,
+                )  # fmt: skip
         if created:
             report.created += 1
         else:

@@ -1,0 +1,235 @@
+"""A loopback fake of the Slack Web API, for pointing the real slack-sdk ``AsyncWebClient`` (and
+slack-bolt's ``AsyncApp``) at.
+
+Usage::
+
+    async with FakeSlackAPI() as api:
+        client = AsyncWebClient(token=api.bot_token, base_url=api.base_url)
+        api.users_by_email["ada@example.com"] = "U0ADA"
+        api.fail("chat.postMessage", status=429, retry_after=3)       # the next call answers 429
+        api.fail("chat.postMessage", error="account_inactive")        # ... or a Slack error
+        api.fail("chat.postMessage", status=503, times=2)             # ... or a 5xx, twice
+        api.fail("chat.postMessage", disconnect=True)                 # ... or drops the connection
+        ...
+        assert api.calls_to("chat.postMessage")[0]["text"] == "..."
+
+It binds to port 0 on 127.0.0.1 and records every call with its parameters merged from the query
+string (slack-sdk sends ``conversations.open`` and ``users.lookupByEmail`` parameters there), a
+form body or a JSON body. It answers like Slack: ``{"ok": true, ...}`` or ``{"ok": false,
+"error": "..."}``. Methods it does not know answer ``unknown_method``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Call:
+    method: str
+    params: JSON
+    token: str | None
+    # What the fake answered (for chat.postMessage, the message's ``ts``).
+    result: JSON | None = None
+
+
+@dataclass
+class _Failure:
+    status: int
+    error: str | None
+    retry_after: int | None
+    disconnect: bool
+    remaining: int
+
+
+@dataclass
+class FakeSlackAPI:
+    bot_token: str = "xoxb-T111-test"
+    team_id: str = "T111"
+    bot_user_id: str = "UBOT"
+    bot_id: str = "BBOT"
+    calls: list[Call] = field(default_factory=list)
+    # users.lookupByEmail answers from here (email -> user id).
+    users_by_email: dict[str, str] = field(default_factory=dict)
+    # Users whose DM cannot be opened (conversations.open answers this error).
+    dm_errors: dict[str, str] = field(default_factory=dict)
+    # What oauth.v2.access answers for a code (the multi-workspace install flow).
+    oauth_team: JSON = field(default_factory=lambda: {"id": "T222", "name": "Other Co"})
+
+    def __post_init__(self) -> None:
+        self._ts = itertools.count(1)
+        self._failures: dict[str, list[_Failure]] = {}
+        self._server: TestServer | None = None
+        self.handlers: dict[str, Callable[[JSON], JSON]] = {
+            "auth.test": self._auth_test,
+            "conversations.open": self._conversations_open,
+            "chat.postMessage": self._post_message,
+            "chat.postEphemeral": lambda p: {"message_ts": self._next_ts()},
+            "chat.update": lambda p: {"channel": p.get("channel"), "ts": p.get("ts"), "text": p.get("text")},
+            "users.lookupByEmail": self._lookup_by_email,
+            "views.publish": lambda p: {"view": {"id": "V1", **_as_json(p.get("view"))}},
+            "oauth.v2.access": self._oauth_access,
+        }
+
+    # Lifecycle --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeSlackAPI:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle)
+        self._server = TestServer(app, host="127.0.0.1", port=0)
+        await self._server.start_server()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            await self._server.close()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "use `async with FakeSlackAPI() as api`"
+        return f"http://127.0.0.1:{self._server.port}/api/"
+
+    # Test controls ----------------------------------------------------------------------------
+
+    def fail(
+        self,
+        method: str,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        retry_after: int | None = None,
+        disconnect: bool = False,
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` calls to ``method`` fail in the given way."""
+        if status == 429 and error is None:
+            error = "ratelimited"
+        self._failures.setdefault(method, []).append(_Failure(status, error, retry_after, disconnect, times))
+
+    def calls_to(self, method: str) -> list[JSON]:
+        return [c.params for c in self.calls if c.method == method]
+
+    def methods(self) -> list[str]:
+        return [c.method for c in self.calls]
+
+    # Handlers ---------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        params: JSON = dict(request.query)
+        body = await request.read()
+        if body:
+            ctype = request.content_type
+            if ctype == "application/json":
+                params.update(json.loads(body))
+            elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+                params.update(dict(await request.post()))
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
+        call = Call(method, params, token)
+        self.calls.append(call)
+
+        failure = self._take_failure(method)
+        if failure is not None:
+            if failure.disconnect:
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("fake disconnect")
+            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+            return web.json_response(
+                {"ok": False, "error": failure.error or "fatal_error"}, status=failure.status, headers=headers
+            )
+        handler = self.handlers.get(method)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        try:
+            result = handler(params)
+        except _SlackError as exc:
+            return web.json_response({"ok": False, "error": exc.error})
+        call.result = result
+        return web.json_response({"ok": True, **result})
+
+    def _take_failure(self, method: str) -> _Failure | None:
+        queue = self._failures.get(method)
+        if not queue:
+            return None
+        failure = queue[0]
+        failure.remaining -= 1
+        if failure.remaining <= 0:
+            queue.pop(0)
+        return failure
+
+    def _next_ts(self) -> str:
+        return f"1700000000.{next(self._ts):06d}"
+
+    def _auth_test(self, _p: JSON) -> JSON:
+        return {
+            "url": "https://test.slack.com/",
+            "team": "Test Co",
+            "user": "rapport",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+        }
+
+    def _conversations_open(self, p: JSON) -> JSON:
+        user = str(p.get("users") or "")
+        if not user:
+            raise _SlackError("users_list_not_supplied")
+        if user in self.dm_errors:
+            raise _SlackError(self.dm_errors[user])
+        return {"channel": {"id": "D" + user.lstrip("UW")}}
+
+    def _post_message(self, p: JSON) -> JSON:
+        if not p.get("channel"):
+            raise _SlackError("channel_not_found")
+        if not p.get("text") and not p.get("blocks"):
+            raise _SlackError("no_text")
+        ts = self._next_ts()
+        return {"channel": p["channel"], "ts": ts, "message": {"text": p.get("text"), "ts": ts}}
+
+    def _lookup_by_email(self, p: JSON) -> JSON:
+        user = self.users_by_email.get(str(p.get("email", "")).lower())
+        if user is None:
+            raise _SlackError("users_not_found")
+        return {"user": {"id": user, "team_id": self.team_id}}
+
+    def _oauth_access(self, p: JSON) -> JSON:
+        if not p.get("code"):
+            raise _SlackError("invalid_code")
+        return {
+            "app_id": "A111",
+            "authed_user": {"id": "U0INSTALLER"},
+            "scope": "chat:write,im:history,im:read,im:write,users:read,users:read.email",
+            "token_type": "bot",
+            "access_token": f"xoxb-{self.oauth_team['id']}-installed",
+            "bot_user_id": "UBOT2",
+            "team": self.oauth_team,
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
+
+
+class _SlackError(Exception):
+    def __init__(self, error: str) -> None:
+        self.error = error
+        super().__init__(error)
+
+
+def _as_json(value: Any) -> JSON:
+    if isinstance(value, str):
+        try:
+            loaded = json.loads(value)
+        except ValueError:
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+    return value if isinstance(value, dict) else {}
