@@ -236,6 +236,84 @@ class WebConfig(Strict):
     public_url: str | None = None
 
 
+def _valid_cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"not a cron expression ({exc})") from None
+    return value
+
+
+#: A five-field crontab expression ("0 8 * * mon").
+CronExpr = Annotated[str, AfterValidator(_valid_cron)]
+DigestChannel = Literal["email", "slack", "telegram", "file"]
+
+
+class DigestSchedule(Strict):
+    # Whose digest this schedule is for: one owner (key), or every owner with people in a program.
+    owner: str | None = None
+    program: str | None = None
+    # When to send it (crontab, read in digests.timezone).
+    cron: CronExpr = "0 8 * * mon"
+    # How to deliver it; defaults to digests.channel.
+    channel: DigestChannel | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DigestSchedule:
+        if (self.owner is None) == (self.program is None):
+            raise ValueError("give exactly one of 'owner' or 'program'")
+        return self
+
+
+class DigestsConfig(Strict):
+    # Plan and send owner digests at all.
+    enabled: bool = True
+    # Schedule for every owner without a schedule of their own (crontab; weekly on Monday 08:00).
+    cron: CronExpr = "0 8 * * mon"
+    # Time zone the cron expressions are read in.
+    timezone: str = "UTC"
+    # Also send each owner a digest when a wave of one of their programs closes.
+    on_wave_close: bool = True
+    # Default delivery: email (SMTP, see `email:`), slack or telegram (the owner's linked
+    # account, `rapport owners link`), or file (written under `directory`).
+    channel: DigestChannel = "email"
+    # Per-owner or per-program schedules; they override `cron` (and `channel` when given).
+    schedules: list[DigestSchedule] = Field(default_factory=list)
+    # Rating movement (points) that puts a person in the digest on its own.
+    rating_threshold: int = Field(default=2, ge=1)
+    # Characters of a person's words quoted per reason.
+    quote_chars: int = Field(default=160, ge=20, le=1000)
+    # Where file digests are written (Markdown and HTML).
+    directory: str = "data/digests"
+
+    @field_validator("timezone")
+    @classmethod
+    def _digest_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
+
+
+class EmailConfig(Strict):
+    # SMTP server for e-mailed digests; e-mail is off while host is unset.
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    # STARTTLS after connecting (port 587); use_tls is TLS from the first byte (port 465).
+    starttls: bool = True
+    use_tls: bool = False
+    username: str | None = None
+    password: SecretRef | None = "${SMTP_PASSWORD}"
+    # The From: address of digests.
+    from_address: str = "rapport@localhost"
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
@@ -250,6 +328,8 @@ class Config(Strict):
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    digests: DigestsConfig = Field(default_factory=DigestsConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
 
     @field_validator("programs")
     @classmethod

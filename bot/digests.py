@@ -1,0 +1,286 @@
+"""Rendering and delivering owner digests.
+
+``memory.digests`` computes what changed; this module renders it for each sink from
+``prompts/digest/`` and sends it. Every person's word is escaped for its sink by
+``prompts.render``; Slack Block Kit is built as Python objects whose text fields are rendered
+with the Slack escaper, then serialised with ``json.dumps`` (never JSON by string templates).
+
+Delivery is an outbox handler (:class:`DigestDelivery`): the scheduler's dispatcher calls it with
+a ``kind="digest"`` row planned by ``scheduler.digests``. It builds the digest from the database,
+renders it and sends it by e-mail (aiosmtplib), to the owner's linked Slack or Telegram account
+through the running channel adapter, or to a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+import prompts
+from bot.config import Config, EmailConfig, resolve_secret
+from memory import digests
+from memory.db import transaction
+from memory.errors import PermanentFailure, RetryLater
+from memory.models import OutboxMessage, Owner
+from memory.models_promises import OwnerIdentity
+from scheduler.digests import DigestSchedule
+
+log = logging.getLogger(__name__)
+
+Format = Literal["markdown", "html", "slack", "telegram", "email", "text", "csv"]
+FORMATS: tuple[Format, ...] = ("markdown", "html", "slack", "telegram", "email", "text", "csv")
+VERDICTS = {"yes": "kept", "partly": "partly kept", "no": "not kept", None: ""}
+# Slack allows 50 blocks per message and 3,000 characters per section text.
+SLACK_MAX_CHANGES = 40
+SLACK_SECTION_CHARS = 2900
+TELEGRAM_LIMIT = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rendered:
+    format: Format
+    subject: str
+    # Markdown, HTML, Telegram HTML, plain text, CSV, or Slack's JSON payload.
+    body: str
+    # The e-mail's HTML part (format "email"; body is then the text alternative).
+    html: str | None = None
+
+
+def _ctx(d: digests.Digest, **extra: Any) -> dict[str, Any]:
+    return {"d": d, "verdicts": VERDICTS, **extra}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def slack_payload(d: digests.Digest) -> dict[str, Any]:
+    """A Block Kit message: each text rendered with the Slack escaper, assembled as objects."""
+
+    def section(text: str) -> dict[str, Any]:
+        return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SLACK_SECTION_CHARS)}}
+
+    blocks: list[dict[str, Any]] = [section(prompts.render("digest/slack_header", "slack_mrkdwn", **_ctx(d)))]
+    if d.changes:
+        blocks.append({"type": "divider"})
+    for c in d.changes[:SLACK_MAX_CHANGES]:
+        blocks.append(section(prompts.render("digest/slack_change", "slack_mrkdwn", c=c)))
+    hidden = len(d.changes) - SLACK_MAX_CHANGES
+    if hidden > 0:
+        more = prompts.render("digest/more", "slack_mrkdwn", n=hidden)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    if d.outcomes or d.due:
+        blocks += [{"type": "divider"}, section(prompts.render("digest/slack_promises", "slack_mrkdwn", **_ctx(d)))]
+    if d.silent:
+        blocks.append(section(prompts.render("digest/slack_silent", "slack_mrkdwn", **_ctx(d))))
+    for a in d.aggregates:
+        blocks.append(section(prompts.render("digest/slack_aggregate", "slack_mrkdwn", a=a)))
+    # The notification text (fallback) is escaped too: Slack parses it as mrkdwn.
+    return {"text": prompts.render("digest/subject", "slack_mrkdwn", d=d), "blocks": blocks}
+
+
+def telegram_text(d: digests.Digest) -> str:
+    """One Telegram message under its 4,096-character limit (fewer people, then "and N more")."""
+    shown = len(d.changes)
+    while True:
+        trimmed = replace(d, changes=d.changes[:shown])
+        text = prompts.render("digest/telegram", "telegram_html", **_ctx(trimmed, more_changes=len(d.changes) - shown))
+        if len(text) <= TELEGRAM_LIMIT or shown == 0:
+            return text[:TELEGRAM_LIMIT] if len(text) > TELEGRAM_LIMIT else text
+        shown -= 1
+
+
+CSV_COLUMNS = ("person", "name", "program", "old_rating", "new_rating", "delta", "trajectory", "old_reason",
+               "new_reason", "followup_answer", "themes_appeared", "themes_disappeared")  # fmt: skip
+
+
+def csv_text(d: digests.Digest) -> str:
+    """One row per changed person; every cell neutralised against spreadsheet formulas."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for c in d.changes:
+        row = [c.person, c.name, c.program, c.old_rating, c.new_rating, c.delta, c.trajectory, c.old_reason,
+               c.new_reason, c.followup_answer, "; ".join(c.themes_appeared),
+               "; ".join(c.themes_disappeared)]  # fmt: skip
+        writer.writerow([prompts.neutralise_formula("" if v is None else str(v)) for v in row])
+    return out.getvalue()
+
+
+def render_digest(d: digests.Digest, fmt: Format) -> Rendered:
+    subject = prompts.render("digest/subject", "plain", d=d)
+    if fmt == "markdown":
+        return Rendered(format=fmt, subject=subject, body=prompts.render("digest/markdown", "markdown", **_ctx(d)))
+    if fmt == "html":
+        return Rendered(format=fmt, subject=subject, body=prompts.render("digest/html", "html", **_ctx(d)))
+    if fmt == "text":
+        return Rendered(format=fmt, subject=subject, body=prompts.render("digest/text", "plain", **_ctx(d)))
+    if fmt == "email":
+        return Rendered(
+            format=fmt,
+            subject=subject,
+            body=prompts.render("digest/text", "plain", **_ctx(d)),
+            html=prompts.render("digest/html", "html", **_ctx(d)),
+        )
+    if fmt == "telegram":
+        return Rendered(format=fmt, subject=subject, body=telegram_text(d))
+    if fmt == "slack":
+        return Rendered(format=fmt, subject=subject, body=json.dumps(slack_payload(d), ensure_ascii=False, indent=2))
+    if fmt == "csv":
+        return Rendered(format=fmt, subject=subject, body=csv_text(d))
+    raise ValueError(f"unknown digest format {fmt!r}")
+
+
+def digest_schedule(config: Config) -> DigestSchedule:
+    """``config.digests`` as the plain values ``scheduler.digests.plan_digests`` takes."""
+    c = config.digests
+    owners = {x.owner: (x.cron, x.channel or c.channel) for x in c.schedules if x.owner}
+    programs = {x.program: (x.cron, x.channel or c.channel) for x in c.schedules if x.program}
+    return DigestSchedule(
+        cron=c.cron, channel=c.channel, timezone=c.timezone, on_wave_close=c.on_wave_close, owners=owners,
+        programs=programs,
+    )  # fmt: skip
+
+
+def email_message(rendered: Rendered, *, sender: str, to: str) -> EmailMessage:
+    """A multipart/alternative e-mail: the text part first, the HTML part preferred."""
+    assert rendered.format == "email"
+    msg = EmailMessage()
+    # Header values cannot carry line breaks (header injection); the subject is one line anyway.
+    msg["Subject"] = " ".join(rendered.subject.split())
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "rapport")
+    msg.set_content(rendered.body)
+    if rendered.html is not None:
+        msg.add_alternative(rendered.html, subtype="html")
+    return msg
+
+
+async def send_email(message: EmailMessage, config: EmailConfig, environ: Mapping[str, str] | None = None) -> str:
+    """Send over SMTP; temporary failures raise RetryLater, refusals PermanentFailure."""
+    import aiosmtplib
+
+    if not config.host:
+        raise PermanentFailure("e-mail is not configured (email.host is unset)")
+    password = resolve_secret(config.password, dict(environ) if environ is not None else None)
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=config.host,
+            port=config.port,
+            start_tls=config.starttls and not config.use_tls,
+            use_tls=config.use_tls,
+            username=config.username,
+            password=password if config.username else None,
+            timeout=config.timeout_seconds,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        raise PermanentFailure(f"the SMTP server refused the recipient ({len(exc.recipients)})") from None
+    except aiosmtplib.SMTPResponseException as exc:
+        if 500 <= exc.code < 600:
+            raise PermanentFailure(f"SMTP error {exc.code}") from None
+        raise RetryLater(f"SMTP error {exc.code}") from None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise RetryLater(f"SMTP unavailable: {type(exc).__name__}") from None
+    return str(message["Message-ID"])
+
+
+class DigestDelivery:
+    """The outbox handler for ``kind="digest"`` rows.
+
+    Plug it into the dispatcher: ``handlers["digest"] = DigestDelivery(sessions=..., config=...)``.
+    Returns an external reference (Message-ID, file path, channel message id).
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        config: Config,
+        channels: Mapping[str, Any] | None = None,
+        encode: Callable[[Sequence[str]], NDArray[np.float32]] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.channels = dict(channels or {})
+        self.encode = encode
+        self.environ = environ
+
+    def build(self, owner: str, since: dt.datetime, until: dt.datetime) -> tuple[digests.Digest, Owner, list[Any]]:
+        with transaction(self.sessions) as s:
+            d = digests.build_digest(
+                s, owner=owner, since=since, until=until, threshold=self.config.digests.rating_threshold,
+                quote_chars=self.config.digests.quote_chars, encode=self.encode,
+            )  # fmt: skip
+            row = s.scalar(select(Owner).where(Owner.key == owner))
+            assert row is not None
+            links = list(s.scalars(select(OwnerIdentity).where(OwnerIdentity.owner_id == row.id)))
+            s.expunge_all()
+            return d, row, links
+
+    async def __call__(self, message: OutboxMessage) -> str | None:
+        payload = message.payload or {}
+        try:
+            owner = str(payload["owner"])
+            since = dt.datetime.fromisoformat(payload["since"])
+            until = dt.datetime.fromisoformat(payload["until"])
+        except (KeyError, ValueError, TypeError):
+            raise PermanentFailure("digest row without owner/since/until") from None
+        channel = message.channel or self.config.digests.channel
+        d, owner_row, links = await asyncio.to_thread(self.build, owner, since, until)
+        log.info("digest built", extra={"outbox_id": message.id, "changes": len(d.changes), "channel": channel})
+        if channel == "email":
+            if not owner_row.email:
+                raise PermanentFailure(f"owner {owner_row.id} has no e-mail address")
+            email = email_message(render_digest(d, "email"), sender=self.config.email.from_address, to=owner_row.email)
+            return await send_email(email, self.config.email, self.environ)
+        if channel == "file":
+            return await asyncio.to_thread(self.write_files, d, message)
+        if channel in ("slack", "telegram"):
+            return await self._chat(channel, d, links)
+        raise PermanentFailure(f"unknown digest channel {channel!r}")
+
+    def write_files(self, d: digests.Digest, message: OutboxMessage) -> str:
+        folder = Path(self.config.digests.directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"digest-{message.owner_id or 'owner'}-{d.until.strftime('%Y%m%dT%H%M')}"
+        (folder / f"{stem}.md").write_text(render_digest(d, "markdown").body + "\n", encoding="utf-8")
+        (folder / f"{stem}.html").write_text(render_digest(d, "html").body + "\n", encoding="utf-8")
+        return str(folder / f"{stem}.md")
+
+    async def _chat(self, channel: str, d: digests.Digest, links: Sequence[OwnerIdentity]) -> str | None:
+        adapter = self.channels.get(channel)
+        if adapter is None:
+            raise PermanentFailure(f"digest channel {channel} is not running")
+        link = next((i for i in links if i.channel == channel), None)
+        if link is None:
+            raise PermanentFailure(f"the owner has no linked {channel} account (rapport owners link)")
+        from bot.channels.base import Address
+        from bot.engine.ports import Outbound
+
+        if channel == "telegram":
+            text = telegram_text(d)
+        else:
+            # Channel adapters send text; Block Kit needs an Outbound with blocks (see docs/digests.md).
+            payload = slack_payload(d)
+            text = "\n\n".join(b["text"]["text"] for b in payload["blocks"] if b.get("type") == "section")
+        address = Address(channel=channel, external_id=link.external_id, workspace=link.workspace)
+        sent = await adapter.send(address, [Outbound(text=text)])
+        return getattr(sent, "external_ref", None)
