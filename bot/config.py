@@ -124,10 +124,32 @@ class Cadence(Strict):
     # staggered across the period) or a cron expression for fixed waves ("0 9 1 3,9 *").
     every: str | None = Field(default=None, pattern=r"^\s*\d+\s+(day|week|month)s?\s*$")
     cron: str | None = None
+    # Time zone (IANA) a cron expression is read in; send windows always use each person's own.
+    timezone: str = "UTC"
     # How long a wave stays open for answers.
     open_for_days: int = Field(default=14, ge=1, le=365)
     # Reminders to people who have not finished, spread over the open window.
     reminders: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from scheduler.cadence import cron_trigger
+
+            cron_trigger(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> Cadence:
@@ -236,6 +258,23 @@ class WebConfig(Strict):
     public_url: str | None = None
 
 
+class SchedulerConfig(Strict):
+    # Seconds between scheduling ticks (plan invitations, reminders, expiry into the outbox).
+    tick_seconds: int = Field(default=30, ge=1, le=3600)
+    # Outbox rows one dispatcher claims at a time, and sends it keeps in flight at once.
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    concurrency: int = Field(default=8, ge=1, le=100)
+    # A claimed row whose sender died is claimable again after this many seconds.
+    lease_seconds: int = Field(default=300, ge=5, le=86400)
+    # Attempts per message before it is marked failed; retries back off exponentially from
+    # retry_base_seconds up to retry_max_seconds, with jitter (or wait retry_after when given).
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # Messages per second per channel, on top of each adapter's own limiter.
+    rate_per_second: dict[str, float] = Field(default_factory=lambda: {"telegram": 25.0, "slack": 1.0})
+
+
 def _valid_cron(value: str) -> str:
     from apscheduler.triggers.cron import CronTrigger
 
@@ -327,6 +366,7 @@ class Config(Strict):
     programs: dict[str, ProgramConfig] = Field(min_length=1)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     digests: DigestsConfig = Field(default_factory=DigestsConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)

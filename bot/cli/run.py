@@ -1,0 +1,57 @@
+"""``rapport run``: the service (see bot.runner and docs/deployment.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bot.cli._app import app, build_app
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    until_idle: Annotated[
+        bool,
+        typer.Option("--until-idle", help="Plan and send what is due now, then exit (for cron jobs, CI and tests)."),
+    ] = False,
+    port: Annotated[int | None, typer.Option(help="Overrides web.port (0 picks a free port).")] = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="Do not start the web server.")] = False,
+) -> None:
+    """Run Rapport: schedule check-ins, send them, and receive answers on the configured channels."""
+    import asyncio
+    import logging
+    import signal
+
+    from bot.runner import Runner, load_channels, load_extensions
+
+    application = build_app(ctx)
+    log = logging.getLogger("bot.runner")
+    channels, notes = load_channels(application)
+    for note in notes:
+        typer.echo(note, err=True)
+        log.info("channel status", extra={"note": note})
+    if not channels:
+        typer.echo(
+            "no chat channel is on: Rapport schedules and keeps the outbox, and sends once a token is set",
+            err=True,
+        )
+
+    async def main() -> None:
+        runner = Runner(
+            app=application, channels=channels, extensions=load_extensions(application, channels),
+            serve_web=not no_web, port=port,
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.request_stop)
+        if until_idle:
+            await runner.run_until_idle()
+        else:
+            await runner.serve()
+
+    try:
+        asyncio.run(main())
+    finally:
+        application.close()

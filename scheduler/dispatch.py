@@ -1,0 +1,392 @@
+"""Dispatch: claim due outbox rows, send them through injected handlers, record the result.
+
+Nothing lost, nothing twice:
+
+* **Claim atomically.** On PostgreSQL, ``SELECT … FOR UPDATE SKIP LOCKED`` picks rows no other
+  dispatcher holds; on SQLite a conditional ``UPDATE … WHERE id = ? AND status = 'pending'``
+  (or an expired lease) wins for exactly one claimer. A claim sets ``claimed_by``, a lease
+  (``claimed_until``) and counts the attempt, and commits *before* anything is sent: a row that is
+  ``claimed`` with ``attempts > 0`` is the marker of a send that may be under way.
+* **Send, then commit at once.** The handler returns the channel's message id; the row becomes
+  ``sent`` in its own short transaction immediately after.
+* **The one unavoidable window.** If the process dies after the channel's API accepted a message
+  and before that commit (milliseconds), the lease expires and another attempt sends it again.
+  Rapport prefers a rare duplicate to a lost invitation; the reclaim is logged with the row id.
+* **Retry with backoff.** ``RetryLater`` (429, 5xx, timeouts) puts the row back with
+  ``not_before`` after ``retry_after`` when the API said so, else exponential backoff with jitter,
+  up to ``max_attempts``. ``PermanentFailure`` marks it ``failed``, ``Unreachable`` marks it
+  ``skipped``, both with the reason.
+* **A decent hour, even late.** A row is checked against the person's send window when it is
+  claimed; outside it, it waits for the next opening; past ``not_after`` it is skipped. So after
+  downtime each missed message goes out once, at a decent hour, or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from memory.db import transaction
+from memory.errors import DeliveryError, PermanentFailure, RapportError, RetryLater, Unreachable
+from memory.models import Checkin, OutboxMessage, Person, Program
+from scheduler.planner import away_of
+from scheduler.plans import ProgramSchedule
+from scheduler.windows import is_open, next_open, zone
+
+log = logging.getLogger(__name__)
+
+#: Sends one outbox row; returns the channel's message id. Raises DeliveryError subclasses.
+Handler = Callable[[OutboxMessage], Awaitable[str | None]]
+
+WINDOWED_KINDS = frozenset({"invitation", "reminder"})
+
+
+class SkipMessage(RapportError):
+    """Raised by a handler when the row no longer makes sense (the check-in closed meanwhile)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DispatchSettings:
+    batch_size: int = 50
+    # Sends in flight at once per process (each channel's rate limit still applies).
+    concurrency: int = 8
+    lease: dt.timedelta = dt.timedelta(minutes=5)
+    max_attempts: int = 8
+    retry_base: dt.timedelta = dt.timedelta(seconds=30)
+    retry_max: dt.timedelta = dt.timedelta(hours=1)
+    # Messages per second per channel; channels not listed are not limited here.
+    rates: Mapping[str, float] = field(default_factory=dict)
+    # A handler that takes longer counts as a timeout (RetryLater).
+    send_timeout: float = 60.0
+
+
+class RateLimiter:
+    """Spaces sends evenly: at most ``rate`` per second."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = self.monotonic()
+            wait = self._next - now
+            if wait > 0:
+                await self.sleep(wait)
+            self._next = max(now, self._next) + self.interval
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    released: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.retried + self.failed + self.skipped + self.deferred + self.released
+
+
+class Dispatcher:
+    """Claims and sends outbox rows. Any number may run, in one process or many."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        handlers: Mapping[str, Handler],
+        worker_id: str,
+        programs: Mapping[str, ProgramSchedule] | None = None,
+        settings: DispatchSettings | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.handlers = dict(handlers)
+        self.worker_id = worker_id
+        self.programs = dict(programs or {})
+        self.settings = settings or DispatchSettings()
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.limiters = {
+            name: RateLimiter(rate, monotonic=monotonic, sleep=sleep) for name, rate in self.settings.rates.items()
+        }
+        self._program_names: dict[int, str] = {}
+        self.stopping = False
+
+    def register(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    # Claiming ---------------------------------------------------------------------------------
+
+    def claim(self, now: dt.datetime) -> list[OutboxMessage]:
+        """Claim up to ``batch_size`` due rows (and rows whose lease expired) for this worker."""
+        claimable = or_(
+            and_(OutboxMessage.status == "pending", OutboxMessage.not_before <= now),
+            and_(OutboxMessage.status == "claimed", OutboxMessage.claimed_until < now),
+        )
+        kinds = list(self.handlers)
+        claimed: list[int] = []
+        with transaction(self.sessions) as s:
+            query = (
+                select(OutboxMessage)
+                .where(claimable, OutboxMessage.kind.in_(kinds))
+                .order_by(OutboxMessage.not_before, OutboxMessage.id)
+                .limit(self.settings.batch_size)
+            )
+            if s.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for row in s.scalars(query).all():
+                if row.status == "claimed":
+                    log.warning(
+                        "lease expired; reclaiming (an earlier attempt may have been delivered)",
+                        extra={"outbox_id": row.id, "previous_worker": row.claimed_by, "attempts": row.attempts},
+                    )
+                if self._defer_or_skip(s, row, now):
+                    continue
+                won = s.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id, claimable)
+                    .values(
+                        status="claimed",
+                        claimed_by=self.worker_id,
+                        claimed_until=now + self.settings.lease,
+                        attempts=OutboxMessage.attempts + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if won.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(row.id)
+        if not claimed:
+            return []
+        with self.sessions() as s:
+            rows = list(s.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(claimed))))
+            s.expunge_all()
+        return sorted(rows, key=lambda r: (r.not_before, r.id))
+
+    def _program_name(self, s: Session, program_id: int) -> str | None:
+        if program_id not in self._program_names:
+            name = s.scalar(select(Program.name).where(Program.id == program_id))
+            if name is None:
+                return None
+            self._program_names[program_id] = name
+        return self._program_names[program_id]
+
+    def _defer_or_skip(self, s: Session, row: OutboxMessage, now: dt.datetime) -> bool:
+        """Keep the send window: True if the row was rescheduled or skipped instead of claimed."""
+        if row.not_after is not None and now >= row.not_after:
+            self._close(s, row, "skipped", "too late: its window closed before it could be sent")
+            return True
+        if row.kind not in WINDOWED_KINDS or row.person_id is None or row.program_id is None:
+            return False
+        name = self._program_name(s, row.program_id)
+        program = self.programs.get(name or "")
+        if program is None:
+            return False
+        person = s.get(Person, row.person_id)
+        if person is None:
+            self._close(s, row, "skipped", "person deleted")
+            return True
+        if person.opted_out_at is not None:
+            self._close(s, row, "skipped", "opted out")
+            return True
+        tz, away = zone(person.timezone), away_of(s, person.id)
+        if is_open(now, program.window, tz, away):
+            return False
+        opens = next_open(now, program.window, tz, away)
+        if opens is None or (row.not_after is not None and opens >= row.not_after):
+            self._close(s, row, "skipped", "no send window before it expires")
+        else:
+            row.status, row.not_before = "pending", opens
+            row.claimed_by = row.claimed_until = None
+            log.info("outside the send window; waits", extra={"outbox_id": row.id, "not_before": opens.isoformat()})
+        return True
+
+    @staticmethod
+    def _close(s: Session, row: OutboxMessage, status: str, reason: str) -> None:
+        row.status, row.last_error = status, reason[:500]
+        row.claimed_by = row.claimed_until = None
+        log.info("outbox row closed", extra={"outbox_id": row.id, "status": status, "reason": reason})
+
+    # Sending ----------------------------------------------------------------------------------
+
+    async def dispatch_once(self) -> DispatchReport:
+        """Claim one batch and send it. Returns what happened."""
+        report = DispatchReport()
+        now = self.clock()
+        rows = await asyncio.to_thread(self.claim, now)
+        if not rows:
+            return report
+        gate = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(row: OutboxMessage) -> None:
+            async with gate:
+                await self._send(row, report)
+
+        await asyncio.gather(*(one(r) for r in rows))
+        return report
+
+    async def _send(self, row: OutboxMessage, report: DispatchReport) -> None:
+        if self.stopping:
+            await asyncio.to_thread(self._release, row)
+            report.released += 1
+            return
+        handler = self.handlers[row.kind]
+        limiter = self.limiters.get(row.channel or "")
+        if limiter is not None:
+            await limiter.acquire()
+        try:
+            ref = await asyncio.wait_for(handler(row), timeout=self.settings.send_timeout)
+        except SkipMessage as exc:
+            await asyncio.to_thread(self._finish, row, "skipped", exc.reason)
+            report.skipped += 1
+        except RetryLater as exc:
+            report.retried += await asyncio.to_thread(self._retry, row, exc.reason, exc.retry_after)
+        except TimeoutError:
+            report.retried += await asyncio.to_thread(self._retry, row, "timed out", None)
+        except Unreachable as exc:
+            await asyncio.to_thread(self._finish, row, "skipped", f"unreachable: {exc.reason}")
+            report.skipped += 1
+        except PermanentFailure as exc:
+            await asyncio.to_thread(self._finish, row, "failed", exc.reason)
+            report.failed += 1
+        except DeliveryError as exc:
+            report.retried += await asyncio.to_thread(self._retry, row, exc.reason, None)
+        except Exception:
+            log.exception("handler crashed; the row will be retried", extra={"outbox_id": row.id, "kind": row.kind})
+            report.retried += await asyncio.to_thread(self._retry, row, "internal error (see logs)", None)
+        else:
+            await asyncio.to_thread(self._mark_sent, row, ref)
+            report.sent += 1
+
+    def _mine(self, row: OutboxMessage) -> object:
+        return and_(
+            OutboxMessage.id == row.id, OutboxMessage.status == "claimed", OutboxMessage.claimed_by == self.worker_id
+        )
+
+    def _mark_sent(self, row: OutboxMessage, ref: str | None) -> None:
+        now = self.clock()
+        with transaction(self.sessions) as s:
+            done = s.execute(
+                update(OutboxMessage)
+                .where(self._mine(row))  # type: ignore[arg-type]
+                .values(status="sent", sent_at=now, external_ref=ref, claimed_until=None, last_error=None)
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                log.warning("sent, but the lease was lost meanwhile", extra={"outbox_id": row.id})
+                return
+            if row.kind == "reminder" and row.checkin_id is not None:
+                n = int(row.payload.get("n", 0)) if isinstance(row.payload, dict) else 0
+                checkin = s.get(Checkin, row.checkin_id)
+                if checkin is not None:
+                    checkin.reminders_sent = max(checkin.reminders_sent, n or checkin.reminders_sent + 1)
+        log.info("sent", extra={"outbox_id": row.id, "kind": row.kind, "channel": row.channel})
+
+    def _finish(self, row: OutboxMessage, status: str, reason: str) -> None:
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(self._mine(row))  # type: ignore[arg-type]
+                .values(status=status, last_error=reason[:500], claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+        log.warning("not delivered", extra={"outbox_id": row.id, "kind": row.kind, "status": status, "reason": reason})
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next attempt: exponential, capped, with jitter (50-100 %)."""
+        base = self.settings.retry_base.total_seconds() * 2 ** max(0, attempts - 1)
+        return min(base, self.settings.retry_max.total_seconds()) * self.rng.uniform(0.5, 1.0)
+
+    def _retry(self, row: OutboxMessage, reason: str, retry_after: float | None) -> int:
+        """Put the row back for later; 1 if it will be retried, 0 if it gave up."""
+        now = self.clock()
+        if row.attempts >= self.settings.max_attempts:
+            self._finish(row, "failed", f"gave up after {row.attempts} attempts: {reason}")
+            return 0
+        delay = retry_after if retry_after is not None else self.backoff(row.attempts)
+        when = now + dt.timedelta(seconds=max(0.0, delay))
+        if row.not_after is not None and when >= row.not_after:
+            self._finish(row, "skipped", f"no time left to retry before it expires: {reason}")
+            return 0
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(self._mine(row))  # type: ignore[arg-type]
+                .values(status="pending", not_before=when, claimed_by=None, claimed_until=None, last_error=reason[:500])
+                .execution_options(synchronize_session=False)
+            )
+        log.info(
+            "retry later",
+            extra={"outbox_id": row.id, "attempts": row.attempts, "delay_s": round(delay, 3), "reason": reason},
+        )
+        return 1
+
+    def _release(self, row: OutboxMessage) -> None:
+        """Give an unstarted claim back (shutting down): nothing was attempted."""
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(self._mine(row))  # type: ignore[arg-type]
+                .values(status="pending", claimed_by=None, claimed_until=None, attempts=OutboxMessage.attempts - 1)
+                .execution_options(synchronize_session=False)
+            )
+
+    # Loop -------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 2.0) -> None:
+        """Dispatch until ``stop`` is set; in-flight sends finish, unstarted claims go back."""
+        while not stop.is_set():
+            try:
+                report = await self.dispatch_once()
+            except Exception:
+                log.exception("dispatch failed; trying again shortly")
+                report = DispatchReport()
+            if report.handled == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
+
+    def pending_now(self, now: dt.datetime) -> int:
+        """Rows that are due or in flight now (what ``--until-idle`` waits for)."""
+        with self.sessions() as s:
+            return len(
+                s.scalars(
+                    select(OutboxMessage.id)
+                    .where(
+                        OutboxMessage.kind.in_(list(self.handlers)),
+                        or_(
+                            and_(OutboxMessage.status == "pending", OutboxMessage.not_before <= now),
+                            OutboxMessage.status == "claimed",
+                        ),
+                    )
+                    .limit(1000)
+                ).all()
+            )

@@ -1,0 +1,449 @@
+"""Who is due now: turns cadences into waves and outbox rows. The database decides.
+
+``Planner.tick(now)`` is idempotent: every row it writes has a unique key (kind, program, wave,
+person), so running it twice, after a restart or from a second process, adds nothing. It runs
+under the scheduling lock (see :mod:`scheduler.leader`), which keeps the work in one place, but
+correctness never depends on that lock: the unique keys do.
+
+Per program, one tick:
+
+1. opens the wave a cron expression or a staggered period says is current, and writes an
+   invitation row for each enrolled person whose due date has come, with ``not_before`` at the
+   next moment inside their send window and ``not_after`` at the end of their open window;
+2. writes the reminder that is due for each open check-in (reminders are spread evenly over the
+   open window; after downtime only the latest one is written, so nobody gets two at once);
+3. expires open check-ins whose window closed and skips their unsent reminders.
+
+Opted-out and unreachable people get a ``skipped`` row (with the reason), which is how they are
+counted in ``rapport status`` and how they are never contacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from memory.db import transaction
+from memory.models import OPEN_STATUSES, ChannelIdentity, Checkin, Enrollment, OutboxMessage, Person, Program, Wave
+from memory.models_scheduler import Absence
+from scheduler.cadence import cron_trigger, cron_wave_key, first_anchor, latest_due, latest_fire
+from scheduler.plans import ProgramSchedule, outbox_key
+from scheduler.windows import Away, next_open, zone
+
+log = logging.getLogger(__name__)
+
+#: Closes a check-in whose window ended: ``CheckinService.expire`` on the bot side.
+Expire = Callable[[Session, Checkin, dt.datetime], None]
+
+# Reasons recorded on skipped rows (``OutboxMessage.last_error``); ``rapport status`` counts them.
+OPTED_OUT = "opted out"
+UNREACHABLE = "unreachable: no reachable identity on the program's channels"
+NO_WINDOW = "no send window before the wave closes"
+EXPIRED = "check-in expired"
+ALWAYS_REACHABLE = frozenset({"terminal"})
+
+
+@dataclass
+class TickReport:
+    waves: int = 0
+    invitations: int = 0
+    reminders: int = 0
+    expired: int = 0
+    opted_out: int = 0
+    unreachable: int = 0
+    no_window: int = 0
+
+    def add(self, other: TickReport) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
+class _People:
+    """What planning needs about people, loaded in bulk."""
+
+    channels: dict[int, list[str]] = field(default_factory=dict)
+    away: dict[int, Away] = field(default_factory=dict)
+
+
+def load_people(s: Session, person_ids: Iterable[int], on: dt.date) -> _People:
+    ids = list(set(person_ids))
+    out = _People()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for person_id, channel in s.execute(
+            select(ChannelIdentity.person_id, ChannelIdentity.channel).where(
+                ChannelIdentity.person_id.in_(chunk), ChannelIdentity.reachable.is_(True)
+            )
+        ):
+            out.channels.setdefault(person_id, []).append(channel)
+        ranges: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
+        for absence in s.scalars(
+            select(Absence).where(Absence.person_id.in_(chunk), Absence.ends_on >= on - dt.timedelta(days=1))
+        ):
+            ranges[absence.person_id].append((absence.starts_on, absence.ends_on))
+        for person_id, spans in ranges.items():
+            out.away[person_id] = Away(ranges=tuple(sorted(spans)))
+    return out
+
+
+def away_of(s: Session, person_id: int) -> Away:
+    spans = s.execute(select(Absence.starts_on, Absence.ends_on).where(Absence.person_id == person_id)).all()
+    return Away(ranges=tuple(sorted((a, b) for a, b in spans)))
+
+
+def pick_channel(program: ProgramSchedule, reachable: Sequence[str]) -> str | None:
+    for channel in program.channels:
+        if channel in ALWAYS_REACHABLE or channel in reachable:
+            return channel
+    return None
+
+
+class Planner:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        programs: Mapping[str, ProgramSchedule],
+        expire: Expire | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.programs = programs
+        self.expire = expire
+
+    # The tick -----------------------------------------------------------------------------------
+
+    def tick(self, now: dt.datetime) -> TickReport:
+        """Plan everything due at ``now``; one transaction per program and step."""
+        report = TickReport()
+        for program in self.programs.values():
+            with transaction(self.sessions) as s:
+                report.add(self.plan_invitations(s, program, now))
+            with transaction(self.sessions) as s:
+                report.add(self.plan_reminders(s, program, now))
+            with transaction(self.sessions) as s:
+                report.add(self.expire_due(s, program, now))
+        if any(report.as_dict().values()):
+            log.info("planned", extra=report.as_dict())
+        return report
+
+    # Invitations ------------------------------------------------------------------------------
+
+    def plan_invitations(self, s: Session, program: ProgramSchedule, now: dt.datetime) -> TickReport:
+        row = s.scalar(select(Program).where(Program.name == program.name))
+        if row is None:
+            return TickReport()
+        if program.cron is not None:
+            return self._plan_cron(s, program, row, now)
+        return self._plan_staggered(s, program, row, now)
+
+    def _enrolled(self, s: Session, program_id: int) -> list[tuple[Enrollment, Person]]:
+        return [
+            (e, p)
+            for e, p in s.execute(
+                select(Enrollment, Person)
+                .join(Person, Person.id == Enrollment.person_id)
+                .where(Enrollment.program_id == program_id, Enrollment.active.is_(True))
+                .order_by(Person.id)
+            )
+        ]
+
+    def _plan_staggered(self, s: Session, program: ProgramSchedule, row: Program, now: dt.datetime) -> TickReport:
+        period = program.period
+        assert period is not None
+        report = TickReport()
+        enrolled = self._enrolled(s, row.id)
+        missing = [e for e, _ in enrolled if e.anchor_at is None]
+        last: dict[int, dt.datetime] = {}
+        if missing:
+            for person_id, started_at in s.execute(
+                select(Checkin.person_id, Checkin.started_at)
+                .where(Checkin.program_id == row.id, Checkin.person_id.in_([e.person_id for e in missing]))
+                .order_by(Checkin.started_at)
+            ):
+                last[person_id] = started_at
+        due: list[tuple[Person, dt.datetime, dt.datetime, str]] = []
+        for enrollment, person in enrolled:
+            if enrollment.anchor_at is None:
+                enrollment.anchor_at = first_anchor(
+                    period=period, program=program.name, person_key=person.key,
+                    enrolled_at=enrollment.enrolled_at, last_checkin_at=last.get(person.id),
+                )  # fmt: skip
+            when = latest_due(enrollment.anchor_at, period, now)
+            if when is None or now >= when + program.open_for:
+                continue  # not yet, or this cycle's window passed while nobody was running
+            due.append((person, when, when + program.open_for, period.wave_key(period.index(when))))
+        waves: dict[str, Wave] = {}
+        for _, when, _, key in due:
+            if key not in waves:
+                index = period.index(when)
+                waves[key] = self._wave(
+                    s, row, key=key, kind="staggered", opens_at=period.start(index),
+                    closes_at=period.start(index + 1) + program.open_for, now=now, report=report,
+                )  # fmt: skip
+        self._invite_many(
+            s, program, [(p, waves[k], when, closes) for p, when, closes, k in due], now=now, report=report
+        )
+        return report
+
+    def _plan_cron(self, s: Session, program: ProgramSchedule, row: Program, now: dt.datetime) -> TickReport:
+        assert program.cron is not None
+        report = TickReport()
+        fire = latest_fire(cron_trigger(program.cron, program.timezone), now, program.open_for)
+        if fire is None:
+            return report
+        closes = fire + program.open_for
+        wave = self._wave(
+            s, row, key=cron_wave_key(fire), kind="cron", opens_at=fire, closes_at=closes, now=now, report=report
+        )
+        batch = [
+            (person, wave, max(fire, enrollment.enrolled_at), closes)
+            for enrollment, person in self._enrolled(s, row.id)
+            if enrollment.enrolled_at < closes
+        ]
+        self._invite_many(s, program, batch, now=now, report=report)
+        return report
+
+    def start_wave(
+        self,
+        *,
+        program: str,
+        now: dt.datetime,
+        at: dt.datetime | None = None,
+        people: Sequence[str] | None = None,
+    ) -> tuple[Wave, TickReport]:
+        """Open a manual wave now (or at ``at``) for everyone enrolled, or only ``people`` (keys)."""
+        schedule = self.programs[program]
+        opens = at or now
+        closes = opens + schedule.open_for
+        report = TickReport()
+        with transaction(self.sessions) as s:
+            row = s.scalar(select(Program).where(Program.name == program))
+            assert row is not None
+            wave = self._wave(
+                s, row, key=f"manual-{opens:%Y%m%dT%H%M%SZ}", kind="manual", opens_at=opens, closes_at=closes,
+                now=now, report=report,
+            )  # fmt: skip
+            wanted = set(people) if people is not None else None
+            batch = [
+                (person, wave, opens, closes)
+                for _, person in self._enrolled(s, row.id)
+                if wanted is None or person.key in wanted
+            ]
+            self._invite_many(s, schedule, batch, now=now, report=report)
+            s.expunge(wave)
+        return wave, report
+
+    def _wave(
+        self,
+        s: Session,
+        program: Program,
+        *,
+        key: str,
+        kind: str,
+        opens_at: dt.datetime,
+        closes_at: dt.datetime,
+        now: dt.datetime,
+        report: TickReport,
+    ) -> Wave:
+        wave = s.scalar(select(Wave).where(Wave.program_id == program.id, Wave.key == key))
+        if wave is None:
+            wave = Wave(
+                program_id=program.id, key=key, kind=kind, opens_at=opens_at, closes_at=closes_at, created_at=now
+            )
+            # Two planners racing (a takeover mid-tick) both try; the loser's unique violation
+            # rolls its transaction back and the next tick finds the wave.
+            s.add(wave)
+            s.flush()
+            report.waves += 1
+            log.info("wave opened", extra={"program": program.name, "wave": key, "kind": kind})
+        return wave
+
+    def _invite_many(
+        self,
+        s: Session,
+        program: ProgramSchedule,
+        batch: Sequence[tuple[Person, Wave, dt.datetime, dt.datetime]],
+        *,
+        now: dt.datetime,
+        report: TickReport,
+    ) -> None:
+        if not batch:
+            return
+        wave_ids = {w.id for _, w, _, _ in batch}
+        existing = set(
+            s.scalars(
+                select(OutboxMessage.key).where(OutboxMessage.wave_id.in_(wave_ids), OutboxMessage.kind == "invitation")
+            )
+        )
+        todo = [
+            item for item in batch if outbox_key("invitation", program.name, item[1].key, item[0].key) not in existing
+        ]
+        if not todo:
+            return
+        people = load_people(s, [p.id for p, *_ in todo], now.date())
+        for person, wave, due, closes in todo:
+            self._invite(s, program, person, wave, due, closes, people, now, report)
+
+    def _invite(
+        self,
+        s: Session,
+        program: ProgramSchedule,
+        person: Person,
+        wave: Wave,
+        due: dt.datetime,
+        closes: dt.datetime,
+        people: _People,
+        now: dt.datetime,
+        report: TickReport,
+    ) -> None:
+        channel = pick_channel(program, people.channels.get(person.id, []))
+        status, reason, not_before = "pending", None, due
+        if person.opted_out_at is not None:
+            status, reason = "skipped", OPTED_OUT
+            report.opted_out += 1
+        elif channel is None:
+            status, reason = "skipped", UNREACHABLE
+            report.unreachable += 1
+        else:
+            window_opens = next_open(
+                max(due, now), program.window, zone(person.timezone), people.away.get(person.id, Away())
+            )
+            if window_opens is None or window_opens >= closes:
+                status, reason = "skipped", NO_WINDOW
+                report.no_window += 1
+            else:
+                not_before = window_opens
+                report.invitations += 1
+        message = OutboxMessage(
+                key=outbox_key("invitation", program.name, wave.key, person.key),
+                kind="invitation", person_id=person.id, owner_id=person.owner_id, program_id=wave.program_id,
+                wave_id=wave.id, channel=channel,
+                payload={"program": program.name, "wave": wave.key, "expires_at": closes.isoformat()},
+                status=status, not_before=not_before, not_after=closes, attempts=0, last_error=reason,
+                created_at=now,
+            )  # fmt: skip
+        s.add(message)
+
+    # Reminders --------------------------------------------------------------------------------
+
+    def plan_reminders(self, s: Session, program: ProgramSchedule, now: dt.datetime) -> TickReport:
+        report = TickReport()
+        if program.reminders <= 0:
+            return report
+        rows = s.execute(
+            select(Checkin, Person, Wave)
+            .join(Person, Person.id == Checkin.person_id)
+            .join(Wave, Wave.id == Checkin.wave_id)
+            .join(Program, Program.id == Checkin.program_id)
+            .where(
+                Program.name == program.name,
+                Checkin.status.in_(OPEN_STATUSES),
+                Checkin.expires_at > now,
+                Checkin.reminders_sent < program.reminders,
+                Person.opted_out_at.is_(None),
+            )
+        )
+        wanted: list[tuple[Checkin, Person, Wave, int, dt.datetime, dt.datetime]] = []
+        for checkin, person, wave in rows:
+            assert checkin.expires_at is not None
+            n, due, until = reminder_due(checkin.started_at, checkin.expires_at, program.reminders, now)
+            if n > checkin.reminders_sent:
+                wanted.append((checkin, person, wave, n, due, until))
+        if not wanted:
+            return report
+        existing = set(
+            s.scalars(
+                select(OutboxMessage.key).where(
+                    OutboxMessage.kind == "reminder", OutboxMessage.checkin_id.in_([c.id for c, *_ in wanted])
+                )
+            )
+        )
+        people = load_people(s, [p.id for _, p, *_ in wanted], now.date())
+        for checkin, person, wave, n, due, until in wanted:
+            key = outbox_key("reminder", program.name, wave.key, person.key, n)
+            if key in existing:
+                continue
+            opens = next_open(max(due, now), program.window, zone(person.timezone), people.away.get(person.id, Away()))
+            if opens is None or opens >= until:
+                continue  # no decent hour before the next reminder or the end; the next one will try
+            message = OutboxMessage(
+                    key=key, kind="reminder", person_id=person.id, owner_id=person.owner_id,
+                    program_id=checkin.program_id, wave_id=wave.id, checkin_id=checkin.id, channel=checkin.channel,
+                    payload={"program": program.name, "wave": wave.key, "n": n}, status="pending",
+                    not_before=opens, not_after=until, attempts=0, created_at=now,
+                )  # fmt: skip
+            s.add(message)
+            report.reminders += 1
+        return report
+
+    # Expiry -----------------------------------------------------------------------------------
+
+    def expire_due(self, s: Session, program: ProgramSchedule, now: dt.datetime) -> TickReport:
+        report = TickReport()
+        checkins = list(
+            s.scalars(
+                select(Checkin)
+                .join(Program, Program.id == Checkin.program_id)
+                .where(
+                    Program.name == program.name,
+                    Checkin.status.in_(OPEN_STATUSES),
+                    Checkin.expires_at.is_not(None),
+                    Checkin.expires_at <= now,
+                )
+            )
+        )
+        for checkin in checkins:
+            if self.expire is not None:
+                self.expire(s, checkin, now)
+            if checkin.status in OPEN_STATUSES:
+                checkin.status, checkin.updated_at = "expired", now
+            report.expired += 1
+        if checkins:
+            s.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.checkin_id.in_([c.id for c in checkins]),
+                    OutboxMessage.status == "pending",
+                )
+                .values(status="skipped", last_error=EXPIRED)
+                .execution_options(synchronize_session=False)
+            )
+        s.execute(
+            update(Wave)
+            .where(
+                Wave.program_id.in_(select(Program.id).where(Program.name == program.name)),
+                Wave.closed_at.is_(None),
+                Wave.closes_at <= now,
+            )
+            .values(closed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return report
+
+
+def reminder_due(
+    started_at: dt.datetime, expires_at: dt.datetime, reminders: int, now: dt.datetime
+) -> tuple[int, dt.datetime, dt.datetime]:
+    """The latest reminder due at ``now``: (its number, 0 if none, due time, send-by time).
+
+    Reminder i of N is due at ``started + i * (expires - started) / (N + 1)`` and must go out
+    before reminder i + 1 is due (or before the check-in expires, for the last one).
+    """
+    gap = (expires_at - started_at) / (reminders + 1)
+    n = 0
+    for i in range(1, reminders + 1):
+        if started_at + gap * i <= now:
+            n = i
+    due = started_at + gap * n
+    until = expires_at if n == reminders else started_at + gap * (n + 1)
+    return n, due, until
