@@ -369,8 +369,11 @@ def _make_bot(token: str, config: TelegramConfig, *, request_timeout: float = 10
 
 async def fetch_bot_username(*, config: TelegramConfig, token: str) -> str:
     """The bot's @username from getMe (for invite links)."""
-    async with _make_bot(token, config) as bot:
-        username = bot.username
+    try:
+        async with _make_bot(token, config) as bot:
+            username = bot.username
+    except TelegramError as exc:
+        raise RetryLater(f"Telegram getMe failed ({type(exc).__name__}); check the bot token") from exc
     if not username:
         raise PermanentFailure("getMe returned no username")
     return username
@@ -620,7 +623,7 @@ class TelegramChannel:
         except (RetryLater, PermanentFailure, Unreachable) as exc:
             # The answer is stored; only the reply is lost. The person sees the next question when
             # they write again (or the scheduler's reminder).
-            log.warning("telegram reply not delivered: %s", type(exc).__name__, extra={"chat_id": chat_id})
+            log.warning("telegram reply not delivered: %s", exc.reason, extra={"chat_id": chat_id})
 
     def _link(self, action: Link) -> list[Outbound]:
         """``/start <token>``: one transaction binds the chat and spends the token."""

@@ -37,8 +37,8 @@ from tests.fakes.telegram_api import FakeTelegramAPI
 ADDRESS = Address(channel="telegram", external_id=str(CHAT))
 
 
-def html(name: str, **ctx: object) -> str:
-    return prompts.render(name, "telegram_html", **ctx)
+def html(template: str, /, **ctx: object) -> str:
+    return prompts.render(template, "telegram_html", **ctx)
 
 
 async def started_channel(app, api: FakeTelegramAPI, **kw) -> TelegramChannel:
