@@ -194,6 +194,10 @@ class SlackChannel:
             name="rapport",
             logger=logging.getLogger("bot.channels.slack.bolt"),
             client=self.client,
+            # Listeners only acknowledge and hand the work to a task of this channel, so they
+            # return at once; running them before the response makes the hand-over certain
+            # (``drain`` then sees every task) without delaying the acknowledgement.
+            process_before_response=True,
             # Bolt falls back to SLACK_SIGNING_SECRET when given None; the config decides here.
             signing_secret=signing_secret or "",
             oauth_settings=settings,
@@ -732,7 +736,9 @@ class SlackChannel:
                 ChannelIdentity.channel == NAME, ChannelIdentity.workspace == workspace
             )
             rows = s.execute(
-                select(Person.key, Person.email).where(Person.email.is_not(None), Person.id.not_in(linked))
+                select(Person.key, Person.email)
+                .where(Person.email.is_not(None), Person.id.not_in(linked))
+                .order_by(Person.key)
             ).all()
             return [(k, e) for k, e in rows if e]
 

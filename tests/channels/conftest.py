@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.channels.slack_kit import slack_rig
 from tests.fakes.telegram_api import telegram_api
 
-__all__ = ["telegram_api"]
+__all__ = ["slack_rig", "telegram_api"]

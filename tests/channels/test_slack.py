@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from memory.db import transaction
 from memory.models import Answer, ChannelIdentity, Checkin, Person
-from tests.channels.slack_kit import SIGNING_SECRET, SlackRig, sign, slack_rig  # noqa: F401
+from tests.channels.slack_kit import SIGNING_SECRET, SlackRig, sign
 
 ADA = "U0ADA"
 ADA_DM = "D0ADA"
@@ -73,7 +73,8 @@ async def test_checkin_with_buttons_then_words(slack_rig: SlackRig) -> None:
     with transaction(slack_rig.app.sessions) as s:
         assert s.scalar(select(ChannelIdentity.address)) == ADA_DM
     invitation, question = slack_rig.posted(ADA_DM)
-    assert "check-in" in invitation["text"] and "blocks" not in invitation
+    assert "check-in" in invitation["text"]
+    assert "blocks" not in invitation
     assert sent.external_ref == question["ts"]
     buttons = [e for b in question["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert [b["text"]["text"] for b in buttons] == [str(n) for n in range(11)]
@@ -82,7 +83,8 @@ async def test_checkin_with_buttons_then_words(slack_rig: SlackRig) -> None:
     resp = await slack_rig.click(ADA, value=8)
     assert resp.status == 200
     update = slack_rig.api.calls_to("chat.update")[0]
-    assert update["ts"] == question["ts"] and update["channel"] == ADA_DM
+    assert update["ts"] == question["ts"]
+    assert update["channel"] == ADA_DM
     assert "Your answer: *8*" in json.dumps(update["blocks"])
     assert all(b["type"] != "actions" for b in update["blocks"])
     assert "main reason" in slack_rig.posted_texts(ADA_DM)[-1]
@@ -160,7 +162,8 @@ async def test_forged_button_values_are_refused(slack_rig: SlackRig) -> None:
     # A well-formed but out-of-range value is the engine's to refuse, with a clear answer.
     await slack_rig.post(slack_rig.block_actions(ADA, question, {**button, "value": "1:42"}), form=True)
     assert answers(slack_rig) == []
-    assert "0" in slack_rig.posted_texts(ADA_DM)[-2] and "10" in slack_rig.posted_texts(ADA_DM)[-2]
+    assert "0" in slack_rig.posted_texts(ADA_DM)[-2]
+    assert "10" in slack_rig.posted_texts(ADA_DM)[-2]
 
 
 async def test_unknown_person_gets_a_polite_reply_and_nothing_is_stored(slack_rig: SlackRig) -> None:
