@@ -69,29 +69,42 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def slack_payload(d: digests.Digest) -> dict[str, Any]:
-    """A Block Kit message: each text rendered with the Slack escaper, assembled as objects."""
+def slack_payload(d: digests.Digest, markup: prompts.Markup = "plain") -> dict[str, Any]:
+    """A Block Kit message, assembled as objects and serialised by ``json.dumps``.
 
-    def section(text: str) -> dict[str, Any]:
-        return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SLACK_SECTION_CHARS)}}
+    Slack's mrkdwn can escape ``&``, ``<`` and ``>`` but has no escape for ``*``, ``_``, ``~`` or
+    backticks, so a person's ``*bold*`` would still format. Every block that carries people's
+    (or the roster's) words is therefore ``plain_text`` with emoji parsing off: Slack shows it
+    exactly as typed, mentions and links included. Only the summary line, which holds Rapport's
+    own words and counts, is mrkdwn (escaped all the same).
+    """
 
-    blocks: list[dict[str, Any]] = [section(prompts.render("digest/slack_header", "slack_mrkdwn", **_ctx(d)))]
+    def plain(template: str, **ctx: Any) -> dict[str, Any]:
+        text = _cut(prompts.render(f"digest/{template}", markup, **ctx), SLACK_SECTION_CHARS)
+        return {"type": "section", "text": {"type": "plain_text", "text": text, "emoji": False}}
+
+    title = _cut(prompts.render("digest/slack_header", markup, **_ctx(d)), 150)
+    summary = prompts.render("digest/slack_summary", "slack_mrkdwn", **_ctx(d))
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": False}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": summary}},
+    ]
     if d.changes:
         blocks.append({"type": "divider"})
     for c in d.changes[:SLACK_MAX_CHANGES]:
-        blocks.append(section(prompts.render("digest/slack_change", "slack_mrkdwn", c=c)))
+        blocks.append(plain("slack_change", c=c))
     hidden = len(d.changes) - SLACK_MAX_CHANGES
     if hidden > 0:
         more = prompts.render("digest/more", "slack_mrkdwn", n=hidden)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
     if d.outcomes or d.due:
-        blocks += [{"type": "divider"}, section(prompts.render("digest/slack_promises", "slack_mrkdwn", **_ctx(d)))]
+        blocks += [{"type": "divider"}, plain("slack_promises", **_ctx(d))]
     if d.silent:
-        blocks.append(section(prompts.render("digest/slack_silent", "slack_mrkdwn", **_ctx(d))))
+        blocks.append(plain("slack_silent", **_ctx(d)))
     for a in d.aggregates:
-        blocks.append(section(prompts.render("digest/slack_aggregate", "slack_mrkdwn", a=a)))
-    # The notification text (fallback) is escaped too: Slack parses it as mrkdwn.
-    return {"text": prompts.render("digest/subject", "slack_mrkdwn", d=d), "blocks": blocks}
+        blocks.append(plain("slack_aggregate", a=a))
+    # The notification text is parsed as mrkdwn: only the (escaped) summary goes there.
+    return {"text": summary, "blocks": blocks}
 
 
 def telegram_text(d: digests.Digest) -> str:
@@ -279,8 +292,8 @@ class DigestDelivery:
             text = telegram_text(d)
         else:
             # Channel adapters send text; Block Kit needs an Outbound with blocks (see docs/digests.md).
-            payload = slack_payload(d)
-            text = "\n\n".join(b["text"]["text"] for b in payload["blocks"] if b.get("type") == "section")
+            payload = slack_payload(d, markup="slack_mrkdwn")
+            text = "\n\n".join(b["text"]["text"] for b in payload["blocks"] if "text" in b)
         address = Address(channel=channel, external_id=link.external_id, workspace=link.workspace)
         sent = await adapter.send(address, [Outbound(text=text)])
         return getattr(sent, "external_ref", None)

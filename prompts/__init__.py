@@ -22,7 +22,8 @@ TEMPLATES = Path(__file__).parent
 Markup = Literal["plain", "telegram_html", "slack_mrkdwn", "html", "markdown"]
 MARKUPS: tuple[Markup, ...] = ("plain", "telegram_html", "slack_mrkdwn", "html", "markdown")
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+# ">" is left to html.escape below: a backslash before its entity would show as "\&gt;".
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
 
 def escape_plain(text: str) -> str:

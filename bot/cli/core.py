@@ -112,12 +112,13 @@ def chat_loop(session: Any, scripted: list[str] | None = None) -> None:
 
 
 def history_data(application: Any, person_ref: str) -> dict[str, Any]:
-    from memory import store
+    from memory import anonymity, store
     from memory.db import transaction
 
     with transaction(application.sessions) as s:
         person = store.require_person(s, person_ref)
-        checkins = store.history(s, person.id)
+        # Owner-facing: anonymous programs' check-ins never appear per person (docs/digests.md).
+        checkins = anonymity.visible_checkins(s, person_ids=[person.id])
         identities = store.identities_of(s, person.id)
         return {
             "person": {
