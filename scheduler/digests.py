@@ -50,16 +50,24 @@ class DigestSchedule:
 
 
 def fires_before(cron: str, timezone: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
-    """The last two fire times at or before ``now`` (previous, latest), in UTC; None if none in a year."""
+    """The last two fire times at or before ``now`` (previous, latest), in UTC.
+
+    A schedule that fires once a year or less has no previous fire in the window: the period
+    then starts a year before the latest fire. None when it has not fired for a year.
+    """
     trigger = CronTrigger.from_crontab(cron, timezone=ZoneInfo(timezone))
+    fires: list[dt.datetime] = []
     for back in _LOOKBACKS:
-        fires: list[dt.datetime] = []
+        fires = []
         t = trigger.get_next_fire_time(None, now - back)
         while t is not None and t <= now:
             fires.append(t)
             t = trigger.get_next_fire_time(t, t + dt.timedelta(seconds=1))
         if len(fires) >= 2:
             return fires[-2].astimezone(dt.UTC), fires[-1].astimezone(dt.UTC)
+    if fires:
+        latest = fires[-1].astimezone(dt.UTC)
+        return latest - _LOOKBACKS[-1], latest
     return None
 
 

@@ -113,14 +113,14 @@ def wave_status(s: Session, program: str | None = None) -> list[WaveStatus]:
         elif status == "skipped":
             line.skipped += count
     statuses = Counter[tuple[int, str]]()
-    for wave_id, status, reminded, count in s.execute(
-        select(Checkin.wave_id, Checkin.status, Checkin.reminders_sent > 0, func.count())
+    for wave_id, status, reminders, count in s.execute(
+        select(Checkin.wave_id, Checkin.status, Checkin.reminders_sent, func.count())
         .where(Checkin.wave_id.in_(ids))
-        .group_by(Checkin.wave_id, Checkin.status, Checkin.reminders_sent > 0)
+        .group_by(Checkin.wave_id, Checkin.status, Checkin.reminders_sent)
     ):
         assert wave_id is not None
         statuses[(wave_id, status)] += count
-        if reminded:
+        if reminders:
             out[wave_id].reminded += count
     for (wave_id, status), count in statuses.items():
         line = out[wave_id]
