@@ -482,8 +482,19 @@ class TelegramChannel:
         application = builder.build()
         application.add_handler(TypeHandler(Update, self._on_polled))
         application.add_error_handler(self._on_error)
-        await application.initialize()
+        try:
+            await self._start(application)
+        except BaseException:
+            # A wrong token (getMe 401) or an unreachable API: release the HTTP clients, then tell
+            # the caller, which runs on without Telegram.
+            log.error("telegram channel failed to start")
+            await self._shutdown(application)
+            raise
         self.application = application
+        self._running = True
+
+    async def _start(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await application.initialize()
         self.username = self.bot.username
         if self.config.mode == "webhook":
             assert self.webhook_url is not None, "webhook mode needs webhook_url or web.public_url"
@@ -501,14 +512,16 @@ class TelegramChannel:
             )
             log.info("telegram polling started", extra={"bot": self.username})
         await application.start()
-        self._running = True
 
     async def stop(self) -> None:
         """Stop polling and processing; the webhook (if any) stays set for other processes."""
         application, self.application = self.application, None
         self._running = False
-        if application is None:
-            return
+        if application is not None:
+            await self._shutdown(application)
+
+    @staticmethod
+    async def _shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         if application.updater is not None and application.updater.running:
             await application.updater.stop()
         if application.running:

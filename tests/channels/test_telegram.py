@@ -11,6 +11,7 @@ import logging
 
 import pytest
 from sqlalchemy import func, select
+from telegram.error import InvalidToken
 
 import prompts
 from bot.channels.base import Address, Outbound
@@ -454,3 +455,13 @@ def test_from_app_needs_a_token_and_a_webhook_secret(make_app, monkeypatch, capl
     channel = TelegramChannel.from_app(app)
     assert channel is not None
     assert len(channel.routes()) == 1
+
+
+async def test_start_with_a_wrong_token_fails_cleanly(make_app, telegram_api) -> None:
+    channel = make_channel(make_app(), telegram_api)
+    channel.bot = type(channel.bot)(token="999:wrong", base_url=telegram_api.base_url)
+    with pytest.raises(InvalidToken):
+        await channel.start()
+    assert channel.application is None
+    assert telegram_api.calls_to("getUpdates") == []
+    await channel.stop()  # stopping a channel that never started is harmless
