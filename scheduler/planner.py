@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.db import transaction
@@ -46,6 +46,7 @@ OPTED_OUT = "opted out"
 UNREACHABLE = "unreachable: no reachable identity on the program's channels"
 NO_WINDOW = "no send window before the wave closes"
 EXPIRED = "check-in expired"
+ANSWERED_RECENTLY = "answered recently"
 ALWAYS_REACHABLE = frozenset({"terminal"})
 
 
@@ -58,6 +59,7 @@ class TickReport:
     opted_out: int = 0
     unreachable: int = 0
     no_window: int = 0
+    answered_recently: int = 0
 
     def add(self, other: TickReport) -> None:
         for name in vars(self):
@@ -239,7 +241,7 @@ class Planner:
                 for _, person in self._enrolled(s, row.id)
                 if wanted is None or person.key in wanted
             ]
-            self._invite_many(s, schedule, batch, now=now, report=report)
+            self._invite_many(s, schedule, batch, now=now, report=report, scheduled=False)
             s.expunge(wave)
         return wave, report
 
@@ -276,6 +278,7 @@ class Planner:
         *,
         now: dt.datetime,
         report: TickReport,
+        scheduled: bool = True,
     ) -> None:
         if not batch:
             return
@@ -290,9 +293,57 @@ class Planner:
         ]
         if not todo:
             return
-        people = load_people(s, [p.id for p, *_ in todo], now.date())
+        ids = [p.id for p, *_ in todo]
+        busy: set[int] = set()
+        last_done: dict[int, dt.datetime] = {}
+        if scheduled:
+            # Someone mid-check-in (say, from a manual wave) is not invited over it; the next tick
+            # looks again once it closes. Someone who just finished one is not asked again so soon.
+            program_id = todo[0][1].program_id
+            busy = set(
+                s.scalars(
+                    select(Checkin.person_id).where(
+                        Checkin.program_id == program_id, Checkin.person_id.in_(ids), Checkin.status.in_(OPEN_STATUSES)
+                    )
+                )
+            )
+            for person_id, done_at in s.execute(
+                select(Checkin.person_id, func.max(Checkin.completed_at))
+                .where(Checkin.program_id == program_id, Checkin.person_id.in_(ids), Checkin.status == "completed")
+                .group_by(Checkin.person_id)
+            ):
+                if done_at is not None:
+                    last_done[person_id] = done_at
+        people = load_people(s, ids, now.date())
         for person, wave, due, closes in todo:
+            if person.id in busy:
+                continue
+            done_at = last_done.get(person.id)
+            if done_at is not None and done_at >= due - self._too_soon(program, due):
+                self._record_skip(s, program, person, wave, due, closes, ANSWERED_RECENTLY, now)
+                report.answered_recently += 1
+                continue
             self._invite(s, program, person, wave, due, closes, people, now, report)
+
+    @staticmethod
+    def _too_soon(program: ProgramSchedule, due: dt.datetime) -> dt.timedelta:
+        """How recent a finished check-in makes a new invitation unnecessary."""
+        if program.period is None:
+            return program.open_for
+        return max(program.open_for, (program.period.add(due, 1) - due) / 2)
+
+    @staticmethod
+    def _record_skip(
+        s: Session, program: ProgramSchedule, person: Person, wave: Wave, due: dt.datetime, closes: dt.datetime,
+        reason: str, now: dt.datetime,
+    ) -> None:  # fmt: skip
+        message = OutboxMessage(
+            key=outbox_key("invitation", program.name, wave.key, person.key), kind="invitation",
+            person_id=person.id, owner_id=person.owner_id, program_id=wave.program_id, wave_id=wave.id,
+            payload={"program": program.name, "wave": wave.key}, status="skipped", not_before=due,
+            not_after=closes, attempts=0, last_error=reason, created_at=now,
+        )  # fmt: skip
+        s.add(message)
 
     def _invite(
         self,

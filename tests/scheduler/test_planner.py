@@ -14,7 +14,7 @@ from memory import store
 from memory.db import transaction
 from memory.models import Checkin, Enrollment, OutboxMessage, Person, Wave
 from memory.models_scheduler import Absence
-from scheduler.planner import NO_WINDOW, OPTED_OUT, UNREACHABLE, Planner
+from scheduler.planner import ANSWERED_RECENTLY, NO_WINDOW, OPTED_OUT, UNREACHABLE, Planner
 from tests.scheduler.conftest import add_people
 
 UTC = dt.UTC
@@ -235,3 +235,24 @@ def test_expiry_closes_open_checkins_and_skips_their_reminders(scheduled_app: Ca
     assert reminder.status == "skipped"
     # Expired check-ins are never reminded again.
     assert planner.tick(start + dt.timedelta(days=4)).reminders == 0
+
+
+def test_no_scheduled_invitation_over_an_open_checkin_or_right_after_one(scheduled_app: Callable[..., App]) -> None:
+    app = scheduled_app(cadence={"cron": "0 6 * * *", "open_for_days": 1, "reminders": 0},
+                        window={"start": "00:00", "end": "23:59",
+                                "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]})  # fmt: skip
+    busy, done, free = add_people(app, 3, now=utc(2026, 5, 1))
+    start = utc(2026, 6, 1, 5)
+    planner = planner_for(app)
+    wave, _ = planner.start_wave(program="pulse", now=start, people=[busy, done])
+    _open_checkin(app, busy, start, start + dt.timedelta(days=1), wave.id)
+    _open_checkin(app, done, start, start + dt.timedelta(days=1), wave.id)
+    for text in ("9", "fine"):
+        app.service.handle(Inbound(channel="terminal", sender=done, kind="text", text=text, received_at=start))
+    report = planner.tick(utc(2026, 6, 1, 6, 30))
+    assert report.invitations == 1
+    assert report.answered_recently == 1
+    cron_rows = {r.key.rsplit(":", 1)[1]: r for r in rows(app, "invitation") if "T06:00Z" in r.key}
+    assert cron_rows[free].status == "pending"
+    assert (cron_rows[done].status, cron_rows[done].last_error) == ("skipped", ANSWERED_RECENTLY)
+    assert busy not in cron_rows  # looked at again once their check-in closes
