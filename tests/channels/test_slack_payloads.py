@@ -119,3 +119,26 @@ async def test_known_person_writing_outside_a_checkin_is_told_so(slack_rig: Slac
     text = slack_rig.api.calls_to("chat.postMessage")[-1]["text"]
     assert UNKNOWN_PERSON not in text
     assert text
+
+
+async def test_a_real_socket_mode_connection(slack_rig: SlackRig) -> None:
+    """The Socket Mode client connects (apps.connections.open, then a WebSocket), acknowledges each
+    envelope, and the event is handled like its HTTP twin."""
+    await slack_rig.roster("wanda", slack_user="W222")
+    channel = make_channel(slack_rig.app, slack_rig.api, slack_rig.clock, mode="socket", app_token="xapp-1-test")
+    await channel.start()
+    try:
+        opened = [c for c in slack_rig.api.calls if c.method == "apps.connections.open"]
+        assert [c.token for c in opened] == ["xapp-1-test"]
+        envelope = await slack_rig.api.socket_send(load("bolt_message_im_user_top_level.json"))
+        await slack_rig.api.socket_ack(envelope)
+        await channel.drain()
+        assert slack_rig.api.calls_to("chat.postMessage")[-1]["channel"] == "D111"
+        # The same event again (Slack redelivers over a new connection): acknowledged, done once.
+        posts = len(slack_rig.api.calls_to("chat.postMessage"))
+        envelope = await slack_rig.api.socket_send(load("bolt_message_im_user_top_level.json"))
+        await slack_rig.api.socket_ack(envelope)
+        await channel.drain()
+        assert len(slack_rig.api.calls_to("chat.postMessage")) == posts
+    finally:
+        await channel.stop()

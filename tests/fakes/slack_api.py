@@ -10,6 +10,8 @@ Usage::
         api.fail("chat.postMessage", error="account_inactive")        # ... or a Slack error
         api.fail("chat.postMessage", status=503, times=2)             # ... or a 5xx, twice
         api.fail("chat.postMessage", disconnect=True)                 # ... or drops the connection
+        envelope = await api.socket_send(event_callback)              # Socket Mode: push an event
+        await api.socket_ack(envelope)                                # ... and wait for its ack
         ...
         assert api.calls_to("chat.postMessage")[0]["text"] == "..."
 
@@ -21,13 +23,14 @@ form body or a JSON body. It answers like Slack: ``{"ok": true, ...}`` or ``{"ok
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 JSON = dict[str, Any]
@@ -69,6 +72,10 @@ class FakeSlackAPI:
         self._ts = itertools.count(1)
         self._failures: dict[str, list[_Failure]] = {}
         self._server: TestServer | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._envelopes = itertools.count(1)
+        self.socket_acks: dict[str, JSON] = {}
+        self._acked = asyncio.Condition()
         self.handlers: dict[str, Callable[[JSON], JSON]] = {
             "auth.test": self._auth_test,
             "conversations.open": self._conversations_open,
@@ -78,6 +85,7 @@ class FakeSlackAPI:
             "users.lookupByEmail": self._lookup_by_email,
             "views.publish": lambda p: {"view": {"id": "V1", **_as_json(p.get("view"))}},
             "oauth.v2.access": self._oauth_access,
+            "apps.connections.open": self._connections_open,
         }
 
     # Lifecycle --------------------------------------------------------------------------------
@@ -85,11 +93,14 @@ class FakeSlackAPI:
     async def __aenter__(self) -> FakeSlackAPI:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_get("/link", self._socket)
         self._server = TestServer(app, host="127.0.0.1", port=0)
         await self._server.start_server()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for ws in self._sockets:
+            await ws.close()
         if self._server is not None:
             await self._server.close()
 
@@ -120,6 +131,40 @@ class FakeSlackAPI:
 
     def methods(self) -> list[str]:
         return [c.method for c in self.calls]
+
+    # Socket Mode ------------------------------------------------------------------------------
+
+    async def socket_send(self, payload: JSON, *, kind: str = "events_api") -> str:
+        """Push an envelope to the connected Socket Mode client; returns its envelope id."""
+        envelope_id = f"env-{next(self._envelopes)}"
+        envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": False}
+        assert self._sockets, "no Socket Mode client is connected"
+        await self._sockets[-1].send_json(envelope)
+        return envelope_id
+
+    async def socket_ack(self, envelope_id: str, timeout: float = 10.0) -> JSON:
+        """Wait until the client acknowledges the envelope (as Slack waits for it)."""
+        async with self._acked:
+            await asyncio.wait_for(self._acked.wait_for(lambda: envelope_id in self.socket_acks), timeout)
+        return self.socket_acks[envelope_id]
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A111"}})
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                data = json.loads(message.data)
+                if isinstance(data, dict) and "envelope_id" in data:
+                    async with self._acked:
+                        self.socket_acks[str(data["envelope_id"])] = data
+                        self._acked.notify_all()
+        return ws
+
+    def _connections_open(self, p: JSON) -> JSON:
+        assert self._server is not None
+        return {"url": f"ws://127.0.0.1:{self._server.port}/link"}
 
     # Handlers ---------------------------------------------------------------------------------
 
