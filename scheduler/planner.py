@@ -283,6 +283,8 @@ class Planner:
         if not batch:
             return
         wave_ids = {w.id for _, w, _, _ in batch}
+        if scheduled:
+            self._reconsider_unreachable(s, program, batch, wave_ids, now, report)
         existing = set(
             s.scalars(
                 select(OutboxMessage.key).where(OutboxMessage.wave_id.in_(wave_ids), OutboxMessage.kind == "invitation")
@@ -324,6 +326,43 @@ class Planner:
                 report.answered_recently += 1
                 continue
             self._invite(s, program, person, wave, due, closes, people, now, report)
+
+    def _reconsider_unreachable(
+        self,
+        s: Session,
+        program: ProgramSchedule,
+        batch: Sequence[tuple[Person, Wave, dt.datetime, dt.datetime]],
+        wave_ids: set[int],
+        now: dt.datetime,
+        report: TickReport,
+    ) -> None:
+        """Someone skipped as unreachable who linked a channel while the wave is open gets invited."""
+        stale = list(
+            s.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.wave_id.in_(wave_ids),
+                    OutboxMessage.kind == "invitation",
+                    OutboxMessage.status == "skipped",
+                    OutboxMessage.last_error == UNREACHABLE,
+                    OutboxMessage.not_after > now,
+                )
+            )
+        )
+        if not stale:
+            return
+        persons = {p.id: p for p, *_ in batch}
+        people = load_people(s, [r.person_id for r in stale if r.person_id is not None], now.date())
+        for row in stale:
+            person = persons.get(row.person_id or 0)
+            channel = pick_channel(program, people.channels.get(row.person_id or 0, []))
+            if person is None or person.opted_out_at is not None or channel is None or row.not_after is None:
+                continue
+            opens = next_open(now, program.window, zone(person.timezone), people.away.get(person.id, Away()))
+            if opens is None or opens >= row.not_after:
+                continue
+            row.status, row.channel, row.not_before, row.last_error = "pending", channel, opens, None
+            report.invitations += 1
+            log.info("now reachable; invitation queued", extra={"outbox_id": row.id})
 
     @staticmethod
     def _too_soon(program: ProgramSchedule, due: dt.datetime) -> dt.timedelta:

@@ -256,3 +256,18 @@ def test_no_scheduled_invitation_over_an_open_checkin_or_right_after_one(schedul
     assert cron_rows[free].status == "pending"
     assert (cron_rows[done].status, cron_rows[done].last_error) == ("skipped", ANSWERED_RECENTLY)
     assert busy not in cron_rows  # looked at again once their check-in closes
+
+
+def test_someone_who_links_a_channel_during_the_wave_is_invited(scheduled_app: Callable[..., App]) -> None:
+    app = scheduled_app(cadence={"cron": "0 6 * * mon", "open_for_days": 5, "reminders": 0})
+    (key,) = add_people(app, 1, now=utc(2026, 5, 1), channel=None)
+    planner = planner_for(app)
+    assert planner.tick(utc(2026, 6, 1, 6, 30)).unreachable == 1
+    assert planner.tick(utc(2026, 6, 1, 7)).invitations == 0
+    with transaction(app.sessions) as s:
+        store.link_identity(s, person=store.require_person(s, key), channel="telegram", external_id="42",
+                            now=utc(2026, 6, 2))  # fmt: skip
+    assert planner.tick(utc(2026, 6, 2, 20)).invitations == 1
+    (row,) = rows(app)
+    assert (row.status, row.channel, row.last_error) == ("pending", "telegram", None)
+    assert row.not_before == utc(2026, 6, 3, 9)
