@@ -295,3 +295,48 @@ def owners_in_program(s: Session, program: Program) -> list[Owner]:
             .order_by(Owner.key)
         )
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextSet:
+    """Free-text answers (reasons and follow-up answers) of one slice, without identities."""
+
+    label: str
+    texts: tuple[str, ...]
+    embeddings: tuple[bytes | None, ...]
+
+
+def attributed_texts(s: Session, *, program: str, since: dt.datetime, until: dt.datetime) -> TextSet:
+    """Reasons and follow-up answers given in ``[since, until)`` in an attributed program.
+
+    Anonymous programs are refused: their themes come only from :func:`aggregate`.
+    """
+    row = s.scalar(select(Program).where(Program.name == program))
+    if row is None:
+        raise SliceRefused(program, "no such program")
+    if row.anonymous:
+        raise SliceRefused(program, "themes of an anonymous program come only from its k-anonymous wave view")
+    checkins = s.scalars(
+        select(Checkin)
+        .where(
+            Checkin.program_id == row.id,
+            Checkin.status == "completed",
+            Checkin.completed_at >= since,
+            Checkin.completed_at < until,
+        )
+        .options(selectinload(Checkin.answers), selectinload(Checkin.followups))
+        .order_by(Checkin.completed_at, Checkin.id)
+    )
+    texts: list[str] = []
+    embeddings: list[bytes | None] = []
+    for c in checkins:
+        for a in c.answers:
+            if a.kind == "text" and not a.skipped and a.text:
+                texts.append(a.text)
+                embeddings.append(a.embedding)
+        for f in c.followups:
+            if f.answer_text and not f.skipped:
+                texts.append(f.answer_text)
+                embeddings.append(None)
+    return TextSet(label=f"{since.date().isoformat()}..{until.date().isoformat()}", texts=tuple(texts),
+                   embeddings=tuple(embeddings))  # fmt: skip

@@ -15,14 +15,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy.orm import Session
 
 from memory.changes import excerpt
 
@@ -174,3 +176,47 @@ def _fold_small(vecs: NDArray[np.float32], labels: NDArray[np.int_], min_size: i
     for idx in np.flatnonzero(~np.isin(labels, big)).tolist():
         labels[idx] = big[int(np.argmax(centroids @ vecs[idx]))]
     return labels
+
+
+def _stack(texts: Sequence[str], blobs: Sequence[bytes | None], encode: Callable[[Sequence[str]], NDArray[np.float32]]
+           ) -> NDArray[np.float32]:  # fmt: skip
+    from memory.embeddings import from_bytes
+
+    missing = [i for i, b in enumerate(blobs) if b is None]
+    fresh = encode([texts[i] for i in missing]) if missing else None
+    rows = []
+    j = 0
+    for b in blobs:
+        if b is None:
+            assert fresh is not None
+            rows.append(fresh[j])
+            j += 1
+        else:
+            rows.append(from_bytes(b))
+    return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, 384), dtype=np.float32)
+
+
+def program_themes(
+    s: Session,
+    *,
+    program: str,
+    since: dt.datetime,
+    until: dt.datetime,
+    encode: Callable[[Sequence[str]], NDArray[np.float32]],
+    max_k: int = 6,
+) -> list[Theme]:
+    """Themes of an attributed program's reasons and follow-up answers in ``[since, until)``,
+    with the change against the period of the same length before it.
+
+    Anonymous programs get their themes from ``memory.anonymity.aggregate`` (per closed wave,
+    k-anonymous); asking here raises ``SliceRefused``.
+    """
+    from memory import anonymity
+
+    now = anonymity.attributed_texts(s, program=program, since=since, until=until)
+    before = anonymity.attributed_texts(s, program=program, since=since - (until - since), until=since)
+    if not now.texts:
+        return []
+    vectors = _stack(now.texts, now.embeddings, encode)
+    previous = (before.texts, _stack(before.texts, before.embeddings, encode)) if before.texts else None
+    return cluster_themes(now.texts, vectors, previous=previous, max_k=max_k)
