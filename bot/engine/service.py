@@ -154,7 +154,8 @@ class CheckinService:
             if person is None and inbound.channel == "terminal":
                 person = store.find_person(s, inbound.sender)
             if person is None:
-                return [self._say("unknown_person", markup)]
+                # Editing or deleting a message is not a question to answer, even from a stranger.
+                return [] if inbound.kind in ("edit", "delete") else [self._say("unknown_person", markup)]
             if identity is not None and not identity.reachable:
                 # They wrote to us, so the channel works again.
                 identity.reachable, identity.unreachable_reason, identity.unreachable_at = True, None, None

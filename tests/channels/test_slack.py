@@ -240,3 +240,36 @@ async def test_unknown_events_and_payload_types_are_acknowledged(slack_rig: Slac
     view = {"type": "view_submission", "user": {"id": ADA}, "team": {"id": "T111"}, "view": {"callback_id": "x"}}
     assert (await slack_rig.post(view, form=True)).status == 200
     assert [c.method for c in slack_rig.api.calls[posts:] if c.method != "auth.test"] == []
+
+
+async def test_strangers_editing_or_deleting_and_bot_edits_get_no_answer(slack_rig: SlackRig) -> None:
+    await slack_rig.roster("ada", slack_user=ADA)
+    await slack_rig.invite("ada")
+    await slack_rig.click(ADA, value=8)
+    posts = len(slack_rig.posted())
+    changed = {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel_type": "im",
+        "ts": "1800000001.000001",
+        "previous_message": {"type": "message", "text": "before", "ts": "1800000000.000900"},
+    }
+    # Rapport's own rating message, updated after the click: Slack reports it as changed.
+    bot_edit = {**changed, "channel": ADA_DM, "message": {"bot_id": "BBOT", "text": "after", "ts": "1.9"}}
+    stranger = {
+        **changed,
+        "channel": "D0NOBODY",
+        "message": {"user": "U0NOBODY", "text": "after", "ts": "1800000000.000900"},
+    }
+    deleted = {
+        "type": "message",
+        "subtype": "message_deleted",
+        "channel": "D0NOBODY",
+        "channel_type": "im",
+        "deleted_ts": "1800000000.000900",
+        "previous_message": {"user": "U0NOBODY", "text": "after", "ts": "1800000000.000900"},
+    }
+    for event in (bot_edit, stranger, deleted):
+        assert (await slack_rig.post(slack_rig.envelope(event))).status == 200
+    assert len(slack_rig.posted()) == posts
+    assert [a.rating for a in answers(slack_rig)] == [8]
