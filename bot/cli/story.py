@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli._app import app, build_app, fail, parse_at, utcnow
+from bot.cli._app import app, build_app, fail, load, parse_at, utcnow
 
 
 @app.command()
@@ -78,3 +78,55 @@ def digest(
         typer.echo(f"Subject: {rendered.subject}\n\n{rendered.body}\n\n----- HTML part -----\n{rendered.html}")
     else:
         typer.echo(rendered.body)
+
+
+@app.command()
+def themes(
+    ctx: typer.Context,
+    program: Annotated[str, typer.Argument(help="The program.")],
+    since: Annotated[str | None, typer.Option(help="Start (ISO date); 90 days ago by default.")] = None,
+    until: Annotated[str | None, typer.Option(help="End (ISO date); now by default.")] = None,
+    wave: Annotated[str | None, typer.Option(help="Anonymous programs: the closed wave (latest by default).")] = None,
+    owner: Annotated[str | None, typer.Option(help="Anonymous programs: one owner's team.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Themes across people: a handful of ideas in the reasons, with sizes, change and quotes.
+
+    For an anonymous program this is its k-anonymous wave view (scores, eNPS, movement, themes),
+    or a note that the view is withheld.
+    """
+    from dataclasses import asdict
+
+    from memory import anonymity
+    from memory.db import transaction
+    from memory.themes import program_themes
+
+    if program not in load(ctx).programs:
+        fail(f"no program named {program!r}", 2)
+    end = parse_at(until) or utcnow()
+    start = parse_at(since) or end - dt.timedelta(days=90)
+    application = build_app(ctx)
+    try:
+        with transaction(application.sessions) as s:
+            if application.config.programs[program].anonymous:
+                try:
+                    view = anonymity.aggregate(
+                        s, program=program, now=end, wave=wave, owner=owner, encode=application.embedder.encode
+                    )
+                except anonymity.SliceRefused as exc:
+                    fail(str(exc), 2)
+                data = asdict(view)
+            else:
+                if wave or owner:
+                    fail("--wave and --owner apply to anonymous programs; use --since/--until", 2)
+                found = program_themes(s, program=program, since=start, until=end, encode=application.embedder.encode)
+                data = {"program": program, "since": start.isoformat(), "until": end.isoformat(),
+                        "themes": [asdict(t) for t in found]}  # fmt: skip
+    finally:
+        application.close()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        return
+    import prompts
+
+    typer.echo(prompts.render("digest/themes", "plain", data=data))
