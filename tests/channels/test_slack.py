@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from memory.db import transaction
@@ -273,3 +274,29 @@ async def test_strangers_editing_or_deleting_and_bot_edits_get_no_answer(slack_r
         assert (await slack_rig.post(slack_rig.envelope(event))).status == 200
     assert len(slack_rig.posted()) == posts
     assert [a.rating for a in answers(slack_rig)] == [8]
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"),
+    [
+        ("", "application/json"),
+        ("not json", "application/json"),
+        ("[]", "application/json"),
+        ("null", "application/json"),
+        ('{"type": "event_callback", "event": "oops"}', "application/json"),
+        (
+            '{"type": "event_callback", "event": {"type": "message", "channel_type": "im", "user": 5}}',
+            "application/json",
+        ),
+        ("payload=not-json", "application/x-www-form-urlencoded"),
+        ("payload=%7B%7D", "application/x-www-form-urlencoded"),
+        (
+            'payload={"type":"block_actions","actions":[{"action_id":"rapport_rating_1"}]}',
+            "application/x-www-form-urlencoded",
+        ),
+    ],
+)
+async def test_malformed_signed_requests_never_crash(slack_rig: SlackRig, body: str, ctype: str) -> None:
+    resp = await slack_rig.post_raw(body, {"Content-Type": ctype, **sign(body)})
+    assert resp.status < 500
+    assert [c.method for c in slack_rig.api.calls if c.method != "auth.test"] == []
