@@ -141,6 +141,8 @@ class Dispatcher:
         }
         self._program_names: dict[int, str] = {}
         self.stopping = False
+        # Rows the last claim rescheduled (outside the window) or skipped (too late) instead.
+        self.last_claim_set_aside = 0
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
@@ -155,6 +157,7 @@ class Dispatcher:
         )
         kinds = list(self.handlers)
         claimed: list[int] = []
+        self.last_claim_set_aside = 0
         with transaction(self.sessions) as s:
             query = (
                 select(OutboxMessage)
@@ -171,6 +174,7 @@ class Dispatcher:
                         extra={"outbox_id": row.id, "previous_worker": row.claimed_by, "attempts": row.attempts},
                     )
                 if self._defer_or_skip(s, row, now):
+                    self.last_claim_set_aside += 1
                     continue
                 won = s.execute(
                     update(OutboxMessage)
@@ -243,6 +247,7 @@ class Dispatcher:
         report = DispatchReport()
         now = self.clock()
         rows = await asyncio.to_thread(self.claim, now)
+        report.deferred += self.last_claim_set_aside
         if not rows:
             return report
         gate = asyncio.Semaphore(self.settings.concurrency)
