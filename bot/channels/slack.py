@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "slack"
+BOLT_LOGGER = "bot.channels.slack.bolt"
+API_LOGGER = "bot.channels.slack.api"
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
 
 #: Slack errors that mean this person cannot be written to on Slack (the identity is marked).
@@ -190,9 +193,13 @@ class SlackChannel:
                 installation_store_bot_only=True,
                 state_store=ThreadedStateStore.on(oauth.engine, expiration_seconds=oauth.state_expiration_seconds),
             )
+        for name in (BOLT_LOGGER, API_LOGGER):
+            # Their DEBUG lines carry request bodies (people's words): never below INFO.
+            logger = logging.getLogger(name)
+            logger.setLevel(max(logger.level, logging.INFO))
         self.bolt = AsyncApp(
             name="rapport",
-            logger=logging.getLogger("bot.channels.slack.bolt"),
+            logger=logging.getLogger(BOLT_LOGGER),
             client=self.client,
             # Listeners only acknowledge and hand the work to a task of this channel, so they
             # return at once; running them before the response makes the hand-over certain
@@ -231,6 +238,15 @@ class SlackChannel:
                 engine=app.engine,
                 redirect_uri=f"{public.rstrip('/')}/slack/oauth_redirect" if public else None,
             )
+        elif os.environ.get("SLACK_CLIENT_ID") and os.environ.get("SLACK_CLIENT_SECRET"):
+            # slack-bolt reads these two by itself and would switch to its own install flow with
+            # a file store: Rapport's choice must be explicit in the config.
+            log.warning(
+                "slack channel off: SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set but "
+                "channels.slack.client_id/client_secret do not reference them; reference them "
+                "(several workspaces) or unset them (one workspace)"
+            )
+            return None
         elif not bot_token:
             log.warning(
                 "slack channel off: %s is not set (and no multi-workspace client_id/client_secret)",
@@ -263,7 +279,7 @@ class SlackChannel:
         return AsyncWebClient(
             token=token,
             base_url=self.api_base_url,
-            logger=logging.getLogger("bot.channels.slack.api"),
+            logger=logging.getLogger(API_LOGGER),
             retry_handlers=[
                 AsyncConnectionErrorRetryHandler(max_retry_count=self.retries, interval_calculator=interval),
                 AsyncServerErrorRetryHandler(max_retry_count=self.retries, interval_calculator=interval),

@@ -4,6 +4,7 @@ slack-sdk client against the loopback Web API fake, and the real engine and data
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -300,3 +301,18 @@ async def test_malformed_signed_requests_never_crash(slack_rig: SlackRig, body: 
     resp = await slack_rig.post_raw(body, {"Content-Type": ctype, **sign(body)})
     assert resp.status < 500
     assert [c.method for c in slack_rig.api.calls if c.method != "auth.test"] == []
+
+
+async def test_logs_carry_neither_words_nor_tokens(slack_rig: SlackRig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await slack_rig.roster("ada", slack_user=ADA)
+    await slack_rig.invite("ada")
+    await slack_rig.dm(ADA, "7 zanzibar-secret-words")
+    await slack_rig.dm("U0NOBODY", "zanzibar-secret-words from a stranger")
+    # The App Home sends the person's words back to Slack: the API client's request log would show them.
+    await slack_rig.post(slack_rig.envelope({"type": "app_home_opened", "user": ADA, "tab": "home"}))
+    assert "zanzibar" in str(slack_rig.api.calls_to("views.publish"))
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "zanzibar" not in logged
+    assert slack_rig.api.bot_token not in logged
+    assert SIGNING_SECRET not in logged

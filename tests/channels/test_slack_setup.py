@@ -137,3 +137,14 @@ def app_now() -> Any:
     import datetime as dt
 
     return dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+
+
+def test_bolts_own_client_id_variables_are_not_picked_up_silently(
+    app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1")
+    monkeypatch.setenv("SLACK_CLIENT_ID", "111.222")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
+    assert SlackChannel.from_app(app) is None
+    assert "channels.slack.client_id" in caplog.text
