@@ -437,6 +437,8 @@ class TelegramChannel:
         self._chat_limiters: dict[int, AsyncLimiter] = {}
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._group_notices: dict[int, dt.datetime] = {}
+        # Event-loop time until which Telegram asked the bot to pause (429 retry_after).
+        self._paused_until = 0.0
 
     @classmethod
     def from_app(cls, app: App) -> TelegramChannel | None:
@@ -625,6 +627,8 @@ class TelegramChannel:
         if last is not None and now - last < self.group_notice_every:
             log.debug("group notice suppressed", extra={"chat_id": action.chat_id})
             return
+        if len(self._group_notices) > 4096:
+            self._group_notices.clear()
         self._group_notices[action.chat_id] = now
         text = prompts.render(action.template, self.markup)
         await self._reply(action.chat_id, [Outbound(text=text)])
@@ -726,15 +730,22 @@ class TelegramChannel:
         attempt = 0
         while True:
             attempt += 1
+            # A 429 is about the whole bot: every send waits until Telegram's retry_after is over,
+            # or hands its message back when that is longer than a send should block.
+            paused = self._paused_until - asyncio.get_running_loop().time()
+            if paused > self.max_inline_wait:
+                raise RetryLater("telegram rate limit", retry_after=paused)
+            if paused > 0:
+                await asyncio.sleep(paused)
             try:
                 async with self._limiter(chat_id):
                     return await op()
             except RetryAfter as exc:
                 wait = _retry_seconds(exc)
+                self._paused_until = max(self._paused_until, asyncio.get_running_loop().time() + wait)
                 if wait > self.max_inline_wait or attempt >= self.send_attempts:
                     raise RetryLater("telegram rate limit", retry_after=wait) from exc
                 log.info("telegram rate limit, waiting", extra={"seconds": wait})
-                await asyncio.sleep(wait)
             except Forbidden as exc:
                 reason = "deactivated" if "deactivated" in str(exc).lower() else "blocked"
                 await asyncio.to_thread(self._mark_unreachable, chat_id, reason)
