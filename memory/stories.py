@@ -135,12 +135,17 @@ class Story:
 
 
 def _themes(reasons: Sequence[Any], kind: str) -> tuple[str, ...]:
-    out = []
+    """Ideas from the detector's ``appeared`` / ``disappeared`` reasons (``data.themes`` or
+    ``data.theme``; a disappeared idea falls back to the quoted earlier words)."""
+    out: list[str] = []
     for r in reasons:
-        if isinstance(r, dict) and r.get("kind") == kind:
-            theme = (r.get("data") or {}).get("theme") or r.get("quote")
-            if theme:
-                out.append(str(theme))
+        if not isinstance(r, dict) or r.get("kind") != kind:
+            continue
+        data = r.get("data") or {}
+        themes = data.get("themes") or ([data["theme"]] if data.get("theme") else [])
+        if not themes and kind == "disappeared" and r.get("quote"):
+            themes = [r["quote"]]
+        out += [str(t) for t in themes if t and str(t) not in out]
     return tuple(out)
 
 

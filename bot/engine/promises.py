@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 import prompts
 from bot.engine import flow
 from bot.engine.ports import Choice, Outbound
-from memory import promises
+from memory import promises, store
 from memory.models import Person, Program, Promise
 
 PREFIX = "promise:"
@@ -38,6 +38,14 @@ def with_due_promises(
     if program.anonymous:
         return state
     due = promises.due_promises(s, person_id=person.id, now=now, program_id=program.id)
+    # A promise already waiting in another open check-in (another program) is asked there only.
+    waiting = {
+        step.get("key")
+        for other in store.open_checkins(s, person.id)
+        for step in (other.state or {}).get("script", ())
+        if isinstance(step, dict)
+    }
+    due = [p for p in due if f"{PREFIX}{p.id}" not in waiting]
     if not due:
         return state
     steps = tuple(flow.Step(key=f"{PREFIX}{p.id}", kind="promise") for p in due)

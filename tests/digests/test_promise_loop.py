@@ -159,3 +159,24 @@ def test_people_who_are_not_owners_never_get_owner_powers(make_app) -> None:
     assert "Noted" not in stranger
     with db.transaction(app.sessions) as s:
         assert s.scalars(select(Promise)).all() == []
+
+
+def test_a_promise_is_asked_in_one_open_checkin_only(make_app) -> None:
+    from bot.config import Config
+
+    data = make_app().config.model_dump()
+    data["programs"]["partners"] = {**data["programs"]["customers"], "title": "partner"}
+    config = Config.model_validate(data)
+    app = make_app(config_override=config)
+    seed(app, "id,name,email,timezone,owner,programs\nann,Ann,ann@example.com,UTC,o@example.com,customers;partners\n")
+    _promise(app, due=None)
+    first = Conversation(app, program="customers")
+    first.start(LATER)
+    second = Conversation(app, program="partners")
+    second.start(LATER)
+    with db.transaction(app.sessions) as s:
+        from memory.models import Checkin
+
+        scripts = {c.id: [st["key"] for st in c.state["script"]] for c in s.scalars(select(Checkin))}
+    assert scripts[first.checkin_id][-1] == "promise:1"
+    assert "promise:1" not in scripts[second.checkin_id]

@@ -104,3 +104,18 @@ def test_owner_facing_modules_read_checkins_only_through_the_anonymity_door() ->
         source = (root / name).read_text()
         assert "select(Checkin" not in source, f"{name} selects check-ins directly"
         assert "query(Checkin" not in source, f"{name} queries check-ins directly"
+
+
+def test_themes_come_from_the_detector_s_reasons() -> None:
+    from memory.stories import _themes
+
+    reasons = [
+        {"kind": "appeared", "text": "new", "quote": "old words", "data": {"theme": "slow support",
+                                                                         "themes": ["slow support", "exports"]}},
+        {"kind": "appeared", "text": "new", "quote": "old words"},  # no theme: the quote is not a new idea
+        {"kind": "disappeared", "text": "gone", "quote": "fast onboarding"},
+        {"kind": "drift", "text": "x"},
+        "not a dict",
+    ]  # fmt: skip
+    assert _themes(reasons, "appeared") == ("slow support", "exports")
+    assert _themes(reasons, "disappeared") == ("fast onboarding",)
