@@ -79,3 +79,31 @@ async def test_telegram_errors_become_outbox_outcomes(scheduled_app: Callable[..
     assert rows["bob"].status == "pending"  # retried after Telegram's retry_after, not before
     assert rows["bob"].not_before >= started + dt.timedelta(seconds=30)
     assert rows["cy"].status == "sent"
+
+
+async def test_a_wave_over_the_real_slack_client(scheduled_app: Callable[..., App]) -> None:
+    from memory.importing import import_people
+    from tests.channels.slack_kit import Clock, dm_of
+    from tests.channels.slack_kit import make_channel as make_slack_channel
+    from tests.fakes.slack_api import FakeSlackAPI
+
+    app = scheduled_app(window=ALL_DAY, channels=["slack"])
+    now = dt.datetime.now(dt.UTC)
+    roster = "id,name,email,programs,slack_user\nada,Ada <!channel>,,pulse,U0ADA\nbo,Bo,,pulse,U0BO\n"
+    report = import_people(app.sessions, roster, known_programs=app.config.programs, now=now - dt.timedelta(days=1))
+    assert not report.problems
+    Planner(sessions=app.sessions, programs=schedules_from_config(app.config)).start_wave(program="pulse", now=now)
+    async with FakeSlackAPI() as api:
+        channel = make_slack_channel(app, api, Clock(now))
+        await Runner(app=app, channels={"slack": channel}, serve_web=False).run_until_idle()
+        ada = [p["text"] for p in api_posts(api, dm_of("U0ADA"))]
+        bo = [p["text"] for p in api_posts(api, dm_of("U0BO"))]
+    assert ada[0].startswith("Hi Ada &lt;!channel&gt;! It's time for your pulse check-in.")  # no @channel ping
+    assert bo
+    with transaction(app.sessions) as s:
+        assert {r.status for r in s.scalars(select(OutboxMessage))} == {"sent"}
+
+
+def api_posts(api: object, conversation: str) -> list[dict[str, str]]:
+    calls = api.calls_to("chat.postMessage")  # type: ignore[attr-defined]
+    return [c for c in calls if c.get("channel") == conversation]
