@@ -244,6 +244,8 @@ class SlackConfig(Strict):
     max_wait_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
     # Retries of one API call after a network error or a 5xx answer.
     retries: int = Field(default=2, ge=0, le=10)
+    # Minutes between linking roster entries to Slack users by e-mail (0: only at start).
+    link_every_minutes: int = Field(default=60, ge=0, le=10080)
 
 
 class ChannelsConfig(Strict):

@@ -25,6 +25,7 @@ workspace's installation in its database (``bot.channels.slack_install``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -148,6 +149,7 @@ class SlackChannel:
         max_wait_seconds: float = 5.0,
         retries: int = 2,
         retry_backoff: float = 0.5,
+        link_every_seconds: float = 3600.0,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         if mode not in ("socket", "http"):
@@ -166,6 +168,7 @@ class SlackChannel:
         self.max_wait_seconds = max_wait_seconds
         self.retries = retries
         self.retry_backoff = retry_backoff
+        self.link_every_seconds = link_every_seconds
         self.clock = clock
         self.multi_workspace = oauth is not None
         self.installations: ThreadedInstallationStore | None = None
@@ -178,7 +181,10 @@ class SlackChannel:
         self._locks: dict[str, asyncio.Lock] = {}
         self._last_post: dict[str, float] = {}
         self._email_cache: dict[tuple[str, str], tuple[str | None, float]] = {}
+        # Unknown senders already looked up with users.info (workspace, user) -> until when.
+        self._checked_senders: dict[tuple[str, str], float] = {}
         self._socket: Any = None
+        self._linker: asyncio.Task[None] | None = None
         self.team_id: str | None = None
 
         settings: AsyncOAuthSettings | None = None
@@ -272,6 +278,7 @@ class SlackChannel:
             pace_seconds=config.pace_seconds,
             max_wait_seconds=config.max_wait_seconds,
             retries=config.retries,
+            link_every_seconds=config.link_every_minutes * 60.0,
         )
 
     def _make_client(self, token: str | None) -> AsyncWebClient:
@@ -305,21 +312,39 @@ class SlackChannel:
             auth = await self.client.auth_test()
             self.team_id = str(auth.get("team_id") or "") or None
             log.info("slack connected", extra={"team": self.team_id, "mode": self.mode})
-        try:
-            report = await self.link_people()
-            log.info(
-                "slack roster linked by e-mail",
-                extra={"linked": len(report.linked), "not_found": len(report.not_found), "failed": len(report.failed)},
-            )
-        except Exception:
-            log.exception("slack: linking the roster by e-mail failed; people can still be linked by slack_user")
+        await self._link_roster()
+        if self.link_every_seconds > 0:
+            # People imported while Rapport runs get linked too, without a restart.
+            self._linker = asyncio.get_running_loop().create_task(self._link_loop())
         if self.mode == "socket":
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
             self._socket = AsyncSocketModeHandler(self.bolt, self.app_token)
             await self._socket.connect_async()
 
+    async def _link_roster(self) -> None:
+        try:
+            report = await self.link_people()
+        except Exception:
+            log.exception("slack: linking the roster by e-mail failed; people can still be linked by slack_user")
+            return
+        if report.linked or report.not_found or report.failed:
+            log.info(
+                "slack roster linked by e-mail",
+                extra={"linked": len(report.linked), "not_found": len(report.not_found), "failed": len(report.failed)},
+            )
+
+    async def _link_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.link_every_seconds)
+            await self._link_roster()
+
     async def stop(self) -> None:
+        if self._linker is not None:
+            self._linker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._linker
+            self._linker = None
         if self._socket is not None:
             try:
                 await self._socket.close_async()
@@ -540,7 +565,48 @@ class SlackChannel:
             )
             return
         inbound, channel, thread = translated
+        if inbound.kind in ("text", "non_text"):
+            await self._link_sender(client, inbound.sender, inbound.workspace)
         await self._converse(client, inbound, channel, thread)
+
+    async def _link_sender(self, client: AsyncWebClient, user: str, workspace: str) -> None:
+        """Someone on the roster by e-mail but not yet linked writes first: link them (users.info)."""
+        key = (workspace, user)
+        if self._checked_senders.get(key, 0.0) > time.monotonic():
+            return
+        if await asyncio.to_thread(self._has_identity, user, workspace):
+            return
+        self._checked_senders[key] = time.monotonic() + 3600
+        try:
+            response = await client.users_info(user=user)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("slack: users.info failed for a new sender", extra={"error": type(exc).__name__})
+            return
+        data = response.data if isinstance(response.data, dict) else {}
+        if _dig(data, "user", "is_bot"):
+            return
+        email = _str(_dig(data, "user", "profile", "email"))
+        if not email:
+            return
+        linked: bool = await asyncio.to_thread(self._link_by_email, email, user, workspace)
+        if linked:
+            self._checked_senders.pop(key, None)
+            log.info("slack: a roster entry was linked by e-mail when they wrote first")
+
+    def _has_identity(self, user: str, workspace: str) -> bool:
+        with transaction(self.service.sessions) as s:
+            return store.find_identity(s, channel=NAME, external_id=user, workspace=workspace) is not None
+
+    def _link_by_email(self, email: str, user: str, workspace: str) -> bool:
+        with transaction(self.service.sessions) as s:
+            person = store.find_person(s, email.lower())
+            if person is None or person.email != email.lower():
+                return False
+            if any(i.channel == NAME and i.workspace == workspace for i in store.identities_of(s, person.id)):
+                return False  # already linked to another Slack user: an e-mail never moves it
+            store.link_identity(s, person=person, channel=NAME, external_id=user, workspace=workspace,
+                                now=self.clock())  # fmt: skip
+            return True
 
     async def _converse(self, client: AsyncWebClient, inbound: Inbound, channel: str, thread: str | None) -> None:
         replies = await self._handle(inbound)

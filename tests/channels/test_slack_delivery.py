@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from bot.channels.slack import message_payload
 from memory.db import transaction
 from memory.errors import PermanentFailure, RetryLater, Unreachable
 from memory.models import ChannelIdentity, Person
-from tests.channels.slack_kit import SlackRig
+from tests.channels.slack_kit import SlackRig, make_channel
 
 ADA = "U0ADA"
 ADA_DM = "D0ADA"
@@ -188,3 +189,33 @@ async def test_app_home_for_someone_not_on_the_roster(slack_rig: SlackRig) -> No
     # The Messages tab opening is not a reason to publish anything.
     await slack_rig.post(slack_rig.envelope({**home, "tab": "messages"}))
     assert len(slack_rig.api.calls_to("views.publish")) == 1
+
+
+async def test_a_roster_entry_known_by_email_is_linked_when_they_write_first(slack_rig: SlackRig) -> None:
+    await slack_rig.roster("ada", email="Ada@Example.com")
+    slack_rig.api.users_by_email["ada@example.com"] = ADA
+    await slack_rig.dm(ADA, "help")
+    assert "know who you are" not in slack_rig.posted_texts(ADA_DM)[-1]
+    assert identity(slack_rig).external_id == ADA
+    # A stranger is looked up once, then remembered as a stranger for a while.
+    await slack_rig.dm("U0NOBODY", "hello")
+    await slack_rig.dm("U0NOBODY", "hello again")
+    assert [c["user"] for c in slack_rig.api.calls_to("users.info")] == [ADA, "U0NOBODY"]
+    assert "know who you are" in slack_rig.posted_texts("D0NOBODY")[-1]
+
+
+async def test_people_imported_while_running_are_linked_without_a_restart(slack_rig: SlackRig) -> None:
+    channel = make_channel(slack_rig.app, slack_rig.api, slack_rig.clock, link_every_seconds=0.01)
+    await channel.start()
+    try:
+        slack_rig.api.users_by_email["ada@example.com"] = ADA
+        await slack_rig.roster("ada", email="ada@example.com")
+        for _ in range(1000):  # wait for the next linking round (no timing is asserted)
+            with transaction(slack_rig.app.sessions) as s:
+                if s.scalar(select(ChannelIdentity.id)) is not None:
+                    break
+            await asyncio.sleep(0.01)
+        assert identity(slack_rig).external_id == ADA
+    finally:
+        await channel.stop()
+    assert channel._linker is None

@@ -86,6 +86,7 @@ class FakeSlackAPI:
             "views.publish": lambda p: {"view": {"id": "V1", **_as_json(p.get("view"))}},
             "oauth.v2.access": self._oauth_access,
             "apps.connections.open": self._connections_open,
+            "users.info": self._users_info,
         }
 
     # Lifecycle --------------------------------------------------------------------------------
@@ -247,6 +248,14 @@ class FakeSlackAPI:
         if user is None:
             raise _SlackError("users_not_found")
         return {"user": {"id": user, "team_id": self.team_id}}
+
+    def _users_info(self, p: JSON) -> JSON:
+        user = str(p.get("user") or "")
+        email = next((e for e, u in self.users_by_email.items() if u == user), None)
+        if not user.startswith(("U", "W")):
+            raise _SlackError("user_not_found")
+        profile = {"email": email} if email else {}
+        return {"user": {"id": user, "team_id": self.team_id, "is_bot": False, "profile": profile}}
 
     def _oauth_access(self, p: JSON) -> JSON:
         if not p.get("code"):
