@@ -437,8 +437,8 @@ class TelegramChannel:
         self._chat_limiters: dict[int, AsyncLimiter] = {}
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._group_notices: dict[int, dt.datetime] = {}
-        # Event-loop time until which Telegram asked the bot to pause (429 retry_after).
-        self._paused_until = 0.0
+        # Per chat: event-loop time until which Telegram asked us to pause (429 retry_after).
+        self._paused_until: dict[int, float] = {}
 
     @classmethod
     def from_app(cls, app: App) -> TelegramChannel | None:
@@ -730,9 +730,11 @@ class TelegramChannel:
         attempt = 0
         while True:
             attempt += 1
-            # A 429 is about the whole bot: every send waits until Telegram's retry_after is over,
-            # or hands its message back when that is longer than a send should block.
-            paused = self._paused_until - asyncio.get_running_loop().time()
+            # Sends to a chat that met a 429 wait until Telegram's retry_after is over, or hand
+            # their message back when that is longer than a send should block. The pause is per
+            # chat: the overall pace is already kept by the rate limiter, so a 429 here is almost
+            # always about one chat, and other chats go on.
+            paused = self._paused_until.get(chat_id, 0.0) - asyncio.get_running_loop().time()
             if paused > self.max_inline_wait:
                 raise RetryLater("telegram rate limit", retry_after=paused)
             if paused > 0:
@@ -742,7 +744,10 @@ class TelegramChannel:
                     return await op()
             except RetryAfter as exc:
                 wait = _retry_seconds(exc)
-                self._paused_until = max(self._paused_until, asyncio.get_running_loop().time() + wait)
+                until = asyncio.get_running_loop().time() + wait
+                if len(self._paused_until) > 4096:
+                    self._paused_until.clear()
+                self._paused_until[chat_id] = max(self._paused_until.get(chat_id, 0.0), until)
                 if wait > self.max_inline_wait or attempt >= self.send_attempts:
                     raise RetryLater("telegram rate limit", retry_after=wait) from exc
                 log.info("telegram rate limit, waiting", extra={"seconds": wait})

@@ -324,12 +324,15 @@ async def test_429_long_retry_after_is_handed_back(make_app, telegram_api) -> No
             await channel.send(ADDRESS, [Outbound(text="hello")])
         assert caught.value.retry_after == 30
         assert len(telegram_api.calls_to("sendMessage")) == 1
-        # The pause holds for the whole bot: other chats are handed back without calling Telegram.
+        # The pause holds for that chat: its next message is handed back without calling Telegram,
+        # while other chats go on.
         with pytest.raises(RetryLater) as again:
-            await channel.send(Address(channel="telegram", external_id="99"), [Outbound(text="hello")])
+            await channel.send(ADDRESS, [Outbound(text="hello again")])
         assert again.value.retry_after is not None
         assert 25 < again.value.retry_after <= 30
         assert len(telegram_api.calls_to("sendMessage")) == 1
+        await channel.send(Address(channel="telegram", external_id="99"), [Outbound(text="hello")])
+        assert len(telegram_api.calls_to("sendMessage")) == 2
     finally:
         await channel.stop()
 
