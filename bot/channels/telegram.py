@@ -14,8 +14,8 @@ what to say) and sends the replies.
 * **Sending.** ``sendMessage`` with HTML parse mode (prompts escape people's words for
   ``telegram_html``), inline 0-10 keyboards for ratings, PTB's ``AIORateLimiter`` for the overall
   limit and a per-chat limiter for private chats. Network errors and 5xx are retried a few times;
-  ``RetryAfter`` is waited out when short and raised as ``RetryLater`` when long; 403 marks the
-  person unreachable on Telegram and raises ``Unreachable``.
+  ``RetryAfter`` pauses that chat: waited out when short, raised as ``RetryLater`` when long; 403
+  marks the person unreachable on Telegram and raises ``Unreachable``; 400 is ``PermanentFailure``.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query", "my_chat_member")
 # Rating buttons: "r:<checkin id>:<value>". Callback data comes back from the client untrusted.
 CALLBACK_DATA = re.compile(r"^r:(\d{1,12}):(-?\d{1,3})$")
+# What Telegram accepts as a webhook secret_token.
+SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _RAW = "rapport_raw"
 _PRIVATE = "private"
 # Messages Telegram itself writes into a chat (pins, joins, payments...): nothing to answer.
@@ -459,6 +461,9 @@ class TelegramChannel:
                     "telegram webhook mode needs a secret token: set %s (channels.telegram.secret_token)",
                     secret_name(config.secret_token) or "channels.telegram.secret_token",
                 )
+                return None
+            if not SECRET_TOKEN.match(secret):
+                log.error("telegram secret_token must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
                 return None
             if not config.webhook_url and not public_url:
                 log.error("telegram webhook mode needs channels.telegram.webhook_url or web.public_url")

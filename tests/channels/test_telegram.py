@@ -460,6 +460,8 @@ def test_from_app_needs_a_token_and_a_webhook_secret(make_app, monkeypatch, capl
     app.config = webhook.model_copy(update={"channels": webhook.channels.model_copy(update={"telegram": telegram})})
     monkeypatch.delenv("TELEGRAM_WEBHOOK_SECRET", raising=False)
     assert TelegramChannel.from_app(app) is None
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "not allowed: spaces")
+    assert TelegramChannel.from_app(app) is None
     monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "s")
     channel = TelegramChannel.from_app(app)
     assert channel is not None
