@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -43,11 +44,19 @@ def wave(app: App, n: int) -> list[str]:
     return keys
 
 
-async def test_run_until_idle_sends_the_wave_once(make_app: Callable[..., App]) -> None:
+async def test_run_until_idle_sends_the_wave_once(
+    make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
+) -> None:
     app = make_app(config_override=make_config(window=ALL_DAY))
     wave(app, 5)
     channel = RecordingChannel()
-    await Runner(app=app, channels={"telegram": channel}, serve_web=False).run_until_idle()
+    with caplog.at_level(logging.DEBUG):
+        await Runner(app=app, channels={"telegram": channel}, serve_web=False).run_until_idle()
+    # Logs carry ids and counts, never people's names or the words sent to them.
+    logged = " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "sent" in logged
+    assert "Person 1" not in logged
+    assert "check-in" not in logged
     assert sorted(channel.recipients()) == [f"chat-p{i:04d}" for i in range(5)]
     assert channel.started
     assert channel.stopped
