@@ -27,9 +27,9 @@ from bot.app import App
 from bot.channels.base import Address, Channel, Outbound
 from memory import store
 from memory.db import transaction
-from memory.errors import NotEnrolled, OptedOut, RetryLater, Unreachable
+from memory.errors import NotEnrolled, OptedOut, Unreachable
 from memory.models import OPEN_STATUSES, ChannelIdentity, Checkin, OutboxMessage, Person
-from scheduler.dispatch import Handler, SkipMessage
+from scheduler.dispatch import Handler, NotNow, SkipMessage
 from scheduler.planner import ALWAYS_REACHABLE
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class Delivery:
                 return name, identities.get(name)
         if any(name in identities for name in preference):
             # Reachable, but not from this process (a token is missing): wait, do not give up.
-            raise RetryLater("the person's channel is not running in this process", retry_after=CHANNEL_OFF_RETRY)
+            raise NotNow("the person's channel is not running in this process", retry_after=CHANNEL_OFF_RETRY)
         raise Unreachable("no reachable identity on the program's channels")
 
     def _invitation(

@@ -58,6 +58,16 @@ class SkipMessage(RapportError):
         super().__init__(reason)
 
 
+class NotNow(RapportError):
+    """Raised by a handler when the row cannot go out from this process yet (its channel is off
+    here): it waits ``retry_after`` seconds and the wait does not count as an attempt."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DispatchSettings:
     batch_size: int = 50
@@ -273,6 +283,8 @@ class Dispatcher:
         except SkipMessage as exc:
             await asyncio.to_thread(self._finish, row, "skipped", exc.reason)
             report.skipped += 1
+        except NotNow as exc:
+            report.deferred += await asyncio.to_thread(self._retry, row, exc.reason, exc.retry_after, False)
         except RetryLater as exc:
             report.retried += await asyncio.to_thread(self._retry, row, exc.reason, exc.retry_after)
         except TimeoutError:
@@ -331,10 +343,13 @@ class Dispatcher:
         base = self.settings.retry_base.total_seconds() * 2 ** max(0, attempts - 1)
         return min(base, self.settings.retry_max.total_seconds()) * self.rng.uniform(0.5, 1.0)
 
-    def _retry(self, row: OutboxMessage, reason: str, retry_after: float | None) -> int:
-        """Put the row back for later; 1 if it will be retried, 0 if it gave up."""
+    def _retry(self, row: OutboxMessage, reason: str, retry_after: float | None, counts: bool = True) -> int:
+        """Put the row back for later; 1 if it will be retried, 0 if it gave up.
+
+        ``counts=False`` gives the attempt back: nothing was tried (the channel is off here).
+        """
         now = self.clock()
-        if row.attempts >= self.settings.max_attempts:
+        if counts and row.attempts >= self.settings.max_attempts:
             self._finish(row, "failed", f"gave up after {row.attempts} attempts: {reason}")
             return 0
         delay = retry_after if retry_after is not None else self.backoff(row.attempts)
@@ -346,7 +361,14 @@ class Dispatcher:
             s.execute(
                 update(OutboxMessage)
                 .where(self._mine(row))  # type: ignore[arg-type]
-                .values(status="pending", not_before=when, claimed_by=None, claimed_until=None, last_error=reason[:500])
+                .values(
+                    status="pending",
+                    not_before=when,
+                    claimed_by=None,
+                    claimed_until=None,
+                    last_error=reason[:500],
+                    attempts=OutboxMessage.attempts - (0 if counts else 1),
+                )
                 .execution_options(synchronize_session=False)
             )
         log.info(

@@ -253,3 +253,25 @@ async def test_shutting_down_gives_unstarted_claims_back(scheduled_app: Callable
     assert report.released == 3
     assert [(r.status, r.attempts, r.claimed_by) for r in outbox(app)] == [("pending", 0, None)] * 3
     assert channel.attempts == []
+
+
+async def test_a_channel_that_is_off_here_waits_without_using_up_attempts(scheduled_app: Callable[..., App]) -> None:
+    app = scheduled_app(window=ALL_DAY, channels=["slack", "telegram"])
+    clock = Clock(dt.datetime(2026, 6, 2, 10, tzinfo=UTC))
+    add_people(app, 1, now=clock() - dt.timedelta(days=1), channel="slack")
+    schedules = schedules_from_config(app.config)
+    Planner(sessions=app.sessions, programs=schedules).start_wave(program="pulse", now=clock())
+    telegram = RecordingChannel()
+    dispatcher = Dispatcher(
+        sessions=app.sessions, worker_id="w", programs=schedules, clock=clock,
+        handlers=Delivery(app=app, channels={"telegram": telegram}, clock=clock).handlers(),
+        settings=DispatchSettings(max_attempts=2),
+    )  # fmt: skip
+    for _ in range(5):  # more rounds than max_attempts
+        report = await dispatcher.dispatch_once()
+        assert report.deferred == 1
+        clock.advance(minutes=5, seconds=1)
+    (row,) = outbox(app)
+    assert (row.status, row.attempts, row.channel) == ("pending", 0, "slack")
+    assert row.last_error == "the person's channel is not running in this process"
+    assert telegram.attempts == []
