@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import hashlib
 import hmac
 import json
 import logging
@@ -192,12 +193,19 @@ def update_kind(update: Mapping[str, Any]) -> str:
     return kinds[0] if kinds else "empty"
 
 
+def content_key(update: Mapping[str, Any]) -> str:
+    """An idempotency key for an update that lacks ``update_id`` (legacy or hand-made payloads):
+    the same payload delivered again is still processed once."""
+    canonical = json.dumps(update, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
 def translate(update: Mapping[str, Any], *, now: dt.datetime) -> Action:
     """What one raw update asks for. Never raises on odd shapes: anything unreadable is Ignore."""
     if not isinstance(update, Mapping):
         return Ignore(kind="invalid", why="not a JSON object")
     update_id = _int(update.get("update_id"))
-    key = str(update_id) if update_id is not None else None
+    key = str(update_id) if update_id is not None else content_key(update)
     if isinstance(update.get("message"), Mapping):
         return _message(update["message"], key, now, edited=False)
     if isinstance(update.get("edited_message"), Mapping):
@@ -331,12 +339,19 @@ class _RawUpdatesBot(ExtBot[int]):
         base = read_timeout if isinstance(read_timeout, int | float) else (self._request[0].read_timeout or 0)
         result = await self._post("getUpdates", data, read_timeout=base + wait, api_kwargs=api_kwargs)
         updates = []
+        # The Updater confirms up to the last update's id. One without an id (never from Telegram
+        # itself) borrows the highest id so far, so the offset never moves backwards; translate()
+        # gives it a content-based idempotency key instead.
+        last = offset - 1 if isinstance(offset, int) else -1
         for item in result if isinstance(result, list) else []:
-            update_id = _int(item.get("update_id")) if isinstance(item, dict) else None
-            if update_id is None:
-                log.warning("telegram update without update_id skipped")
+            if not isinstance(item, dict):
+                log.warning("telegram getUpdates returned a non-object; skipped")
                 continue
-            updates.append(Update(update_id=update_id, api_kwargs={_RAW: item}))
+            update_id = _int(item.get("update_id"))
+            if update_id is None:
+                log.debug("telegram update without update_id")
+            last = max(last, update_id) if update_id is not None else last
+            updates.append(Update(update_id=last, api_kwargs={_RAW: item}))
         if updates:
             log.debug("telegram updates received", extra={"count": len(updates)})
         return tuple(updates)

@@ -130,6 +130,27 @@ async def test_polling_survives_an_update_it_cannot_read(make_app, telegram_api)
         await channel.stop()
 
 
+async def test_updates_without_update_id_are_processed_once(make_app, telegram_api) -> None:
+    app = make_app()
+    add_person(app)
+    channel = await started_channel(app, telegram_api)
+    try:
+        kicked = {"my_chat_member": {"chat": {"id": CHAT, "type": "private"}, "date": 1,
+                                     "new_chat_member": {"status": "kicked"}}}  # fmt: skip
+        telegram_api.push_update(kicked, assign_id=False)
+        telegram_api.push_update(text_update("hello", chat_id=999), assign_id=False)
+        await telegram_api.wait_for("sendMessage", 1)
+        polls = len(telegram_api.calls_to("getUpdates"))
+        # The fake returns both again on every poll (nothing can confirm them); wait for more polls.
+        await telegram_api.wait_until(lambda: len(telegram_api.calls_to("getUpdates")) >= polls + 5)
+    finally:
+        await channel.stop()
+    assert telegram_api.sent_texts(999) == [html("person/unknown_person")]
+    found = identity(app)
+    assert found is not None
+    assert not found.reachable
+
+
 # Webhook -------------------------------------------------------------------------------------
 
 

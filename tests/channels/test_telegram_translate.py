@@ -182,3 +182,16 @@ def test_keyboard_rows_and_callback_data() -> None:
     assert all(isinstance(d, str) and len(d.encode()) <= 64 for d in data)
     assert data[7] == "r:123456789:7"
     assert keyboard(Outbound(text="no buttons")) is None
+
+
+def test_updates_without_update_id_get_a_stable_content_key() -> None:
+    update = text_update("hello", message_id=5)
+    first, again = act(update), act(copy.deepcopy(update))
+    assert isinstance(first, Deliver)
+    assert isinstance(again, Deliver)
+    assert first.inbound.event_key is not None
+    assert first.inbound.event_key.startswith("sha256:")
+    assert first.inbound.event_key == again.inbound.event_key
+    other = act(text_update("hello", message_id=6))
+    assert isinstance(other, Deliver)
+    assert other.inbound.event_key != first.inbound.event_key

@@ -114,14 +114,18 @@ class FakeTelegramAPI:
 
     # Steering from tests ----------------------------------------------------------------------
 
-    def push_update(self, update: JSON) -> int:
-        """Queue an update for getUpdates; returns its update_id."""
+    def push_update(self, update: JSON, *, assign_id: bool = True) -> int:
+        """Queue an update for getUpdates; returns its update_id (-1 when it has none).
+
+        ``assign_id=False`` keeps an update without ``update_id`` as it is: no offset can confirm
+        it, so every later poll returns it again (a legacy or hand-made payload).
+        """
         update = dict(update)
-        if "update_id" not in update:
+        if assign_id and "update_id" not in update:
             update["update_id"] = next(self._next_update_id)
         self._updates.append(update)
         asyncio.get_running_loop().create_task(self._notify())
-        uid = update["update_id"]
+        uid = update.get("update_id")
         return uid if isinstance(uid, int) else -1
 
     def fail(self, method: str, *, status: int, times: int = 1, retry_after: int | None = None,
