@@ -258,11 +258,11 @@ def _command(text: str) -> tuple[str, str] | None:
     """``/name@Bot argument`` -> (name, argument); None when the text is not a command."""
     if not text.startswith("/"):
         return None
-    head, _, rest = text.strip().partition(" ")
-    name = head[1:].split("@", 1)[0].lower()
+    parts = text.strip().split(maxsplit=1)
+    name = parts[0][1:].split("@", 1)[0].lower()
     if not name:
         return None
-    return name, rest.strip()
+    return name, parts[1].strip() if len(parts) > 1 else ""
 
 
 def _callback(query: Mapping[str, Any], key: str | None, now: dt.datetime) -> Action:

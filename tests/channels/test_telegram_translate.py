@@ -53,8 +53,9 @@ def test_commands(text: str, kind: str, command: str | None) -> None:
     assert (action.inbound.kind, action.inbound.command) == (kind, command)
 
 
-def test_start_with_an_argument_is_a_link() -> None:
-    action = act(text_update("/start abc_DEF-123", update_id=4))
+@pytest.mark.parametrize("text", ["/start abc_DEF-123", "/start\nabc_DEF-123", "/start@RapportBot   abc_DEF-123 "])
+def test_start_with_an_argument_is_a_link(text: str) -> None:
+    action = act(text_update(text, update_id=4))
     assert isinstance(action, Link)
     assert (action.token, action.event_key) == ("abc_DEF-123", "4")
 
