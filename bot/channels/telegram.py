@@ -454,6 +454,8 @@ class TelegramChannel:
         self._chat_limiters: dict[int, AsyncLimiter] = {}
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._group_notices: dict[int, dt.datetime] = {}
+        # Per chat: the message id of the live rating keyboard (sent by this process).
+        self._keyboards: dict[int, int] = {}
         # Per chat: event-loop time until which Telegram asked us to pause (429 retry_after).
         self._paused_until: dict[int, float] = {}
 
@@ -626,10 +628,9 @@ class TelegramChannel:
             return
         if action.message_id is not None:
             # Close the keyboard, so the same question cannot be answered twice from old buttons.
-            await self._quietly(
-                "editMessageReplyMarkup",
-                self.bot.edit_message_reply_markup(chat_id=action.chat_id, message_id=action.message_id),
-            )
+            if self._keyboards.get(action.chat_id) == action.message_id:
+                del self._keyboards[action.chat_id]
+            await self._close_keyboard(action.chat_id, action.message_id)
         if action.inbound is not None:
             replies = await asyncio.to_thread(self.service.handle, action.inbound, markup=self.markup)
             await self._reply(action.chat_id, replies)
@@ -732,9 +733,24 @@ class TelegramChannel:
             raise RetryLater("telegram channel is not started")
         last: int | None = None
         for message in messages:
+            if message.choices:
+                # Only the newest keyboard in a chat stays live, so an old button cannot answer a
+                # later question.
+                await self._close_keyboard(chat_id, self._keyboards.pop(chat_id, None))
             sent = await self._call(chat_id, functools.partial(self._send_one, chat_id, message))
             last = sent.message_id
+            if message.choices and isinstance(last, int):
+                if len(self._keyboards) > 4096:
+                    self._keyboards.clear()
+                self._keyboards[chat_id] = last
         return Sent(external_ref=str(last) if last is not None else None)
+
+    async def _close_keyboard(self, chat_id: int, message_id: int | None) -> None:
+        if message_id is None:
+            return
+        await self._quietly(
+            "editMessageReplyMarkup", self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
+        )
 
     def _send_one(self, chat_id: int, message: Outbound) -> Awaitable[Any]:
         return self.bot.send_message(

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from telegram.error import InvalidToken
 
 import prompts
-from bot.channels.base import Address, Outbound
+from bot.channels.base import Address, Choice, Outbound
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel
 from memory.db import transaction
 from memory.errors import PermanentFailure, RetryLater, Unreachable
@@ -98,6 +98,20 @@ async def test_polling_check_in_with_buttons_and_typed_text(make_app, telegram_a
         offsets = [p.get("offset") for p in telegram_api.calls_to("getUpdates")]
         assert last + 1 in offsets, "each poll confirms what was received"
         assert telegram_api.calls_to("getUpdates")[0]["allowed_updates"] == list(ALLOWED_UPDATES)
+    finally:
+        await channel.stop()
+
+
+async def test_a_new_keyboard_closes_the_previous_one(make_app, telegram_api) -> None:
+    channel = await started_channel(make_app(), telegram_api, mode="webhook")
+    try:
+        rating = Outbound(text="?", choices=(Choice("0", 0), Choice("1", 1)), checkin_id=1, kind="question")
+        first = await channel.send(ADDRESS, [rating])
+        await channel.send(ADDRESS, [Outbound(text="plain")])
+        assert telegram_api.calls_to("editMessageReplyMarkup") == []
+        await channel.send(ADDRESS, [rating])
+        (closed,) = telegram_api.calls_to("editMessageReplyMarkup")
+        assert closed["message_id"] == int(first.external_ref or 0)
     finally:
         await channel.stop()
 
