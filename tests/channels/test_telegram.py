@@ -198,6 +198,17 @@ async def test_webhook_sets_secret_and_refuses_requests_without_it(make_app, tel
         await channel.stop()
 
 
+async def test_webhook_before_start_asks_telegram_to_come_back(make_app, telegram_api) -> None:
+    app = make_app()
+    channel = make_channel(app, telegram_api, mode="webhook")
+    client = await webhook_client(channel)
+    try:
+        assert await post_update(client, text_update("9", update_id=1)) == 503
+        assert processed_events(app) == 0
+    finally:
+        await client.close()
+
+
 async def test_polling_mode_serves_no_webhook_route(make_app, telegram_api) -> None:
     assert make_channel(make_app(), telegram_api).routes() == []
 
