@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory import store
@@ -22,6 +22,7 @@ from memory.db import transaction
 from memory.embeddings import Embedder, to_bytes
 from memory.errors import ImportProblem
 from memory.models import Answer, Checkin, Program
+from memory.models_scheduler import Absence
 
 PEOPLE_COLUMNS = ("id", "name", "email", "timezone", "owner", "programs")
 # Optional ``slack_user`` column: a Slack user id (``U0123ABCD``), or ``T0123:U0123ABCD`` for
@@ -52,6 +53,24 @@ def _reader(text: str, required: Iterable[str]) -> csv.DictReader[str]:
     return reader
 
 
+def parse_absences(text: str) -> list[tuple[dt.date, dt.date]]:
+    """Out-of-office dates: ``2026-08-01..2026-08-14;2026-12-24`` (inclusive ranges or days)."""
+    spans = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        first_text, _, last_text = part.partition("..")
+        try:
+            first = dt.date.fromisoformat(first_text.strip())
+            last = dt.date.fromisoformat(last_text.strip()) if last_text else first
+        except ValueError:
+            raise ValueError(f"out_of_office {part!r} is not a date or a range like 2026-08-01..2026-08-14") from None
+        if last < first:
+            raise ValueError(f"out_of_office {part!r} ends before it starts")
+        spans.append((first, last))
+    return spans
+
+
 def import_people(
     sessions: sessionmaker[Session],
     text: str,
@@ -60,8 +79,8 @@ def import_people(
     known_programs: Iterable[str],
     now: dt.datetime,
 ) -> ImportReport:
-    """Columns ``id,name,email,timezone,owner,programs`` (programs separated by ``;``), and an
-    optional ``slack_user``."""
+    """Columns ``id,name,email,timezone,owner,programs`` (programs separated by ``;``), and the
+    optional ``slack_user`` and ``out_of_office`` (``2026-08-01..2026-08-14;2026-12-24``)."""
     report = ImportReport()
     reader = _reader(text, ("id",))
     known = set(known_programs)
@@ -93,6 +112,11 @@ def import_people(
         if slack_user and slack is None:
             report.problems.append(ImportProblem(line, f"{slack_user!r} is not a Slack user id (U… or T…:U…)"))
             continue
+        try:
+            away = parse_absences(row.get("out_of_office") or "")
+        except ValueError as exc:
+            report.problems.append(ImportProblem(line, str(exc)))
+            continue
         with transaction(sessions) as s:
             rows = {p.name: p for p in s.scalars(select(Program).where(Program.name.in_(names)))}
             person, created = store.upsert_person(
@@ -104,6 +128,11 @@ def import_people(
                     s, person=person, channel="slack", external_id=slack.group("user"),
                     workspace=slack.group("team") or "", now=now,
                 )  # fmt: skip
+            if "out_of_office" in (reader.fieldnames or ()):
+                # The column, when present, is the person's whole list: re-importing replaces it.
+                s.execute(delete(Absence).where(Absence.person_id == person.id))
+                for first, last in away:
+                    s.add(Absence(person_id=person.id, starts_on=first, ends_on=last, created_at=now))
         if created:
             report.created += 1
         else:
