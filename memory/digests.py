@@ -33,7 +33,7 @@ from memory import anonymity
 from memory.changes import excerpt
 from memory.errors import NotFound
 from memory.models import Checkin, Enrollment, Outcome, Owner, Person, Program, Promise
-from memory.stories import _themes, trajectory
+from memory.stories import themes_in, trajectory
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,8 +275,8 @@ def _change(
         followup_answer=excerpt(answer, quote_chars * 2) if answer else None,
         view_changed=view_changed,
         reasons=tuple(str(r.get("text", "")) for r in reasons if isinstance(r, dict) and r.get("text")),
-        themes_appeared=_themes(reasons, "appeared"),
-        themes_disappeared=_themes(reasons, "disappeared"),
+        themes_appeared=themes_in(reasons, "appeared"),
+        themes_disappeared=themes_in(reasons, "disappeared"),
         trajectory=trajectory(ratings, step=threshold).kind,
         importance=round(importance, 2),
     )

@@ -134,7 +134,7 @@ class Story:
         return data
 
 
-def _themes(reasons: Sequence[Any], kind: str) -> tuple[str, ...]:
+def themes_in(reasons: Sequence[Any], kind: str) -> tuple[str, ...]:
     """Ideas from the detector's ``appeared`` / ``disappeared`` reasons (``data.themes`` or
     ``data.theme``; a disappeared idea falls back to the quoted earlier words)."""
     out: list[str] = []
@@ -171,8 +171,8 @@ def build_story(s: Session, person: Person, *, step: int = 2) -> Story:
                 followup_question=fu.question if fu else None,
                 followup_answer=fu.answer_text if fu else None,
                 change_reasons=tuple(str(r.get("text", "")) for r in reasons if isinstance(r, dict)),
-                themes_appeared=_themes(reasons, "appeared"),
-                themes_disappeared=_themes(reasons, "disappeared"),
+                themes_appeared=themes_in(reasons, "appeared"),
+                themes_disappeared=themes_in(reasons, "disappeared"),
             )
         )
     series: dict[str, list[int]] = {}

@@ -11,6 +11,11 @@ import typer
 from bot.cli._app import app, build_app, fail, load, parse_at, utcnow
 
 
+def _echo(text: str) -> None:
+    """People's words on a terminal: no control characters (escape sequences could rewrite the screen)."""
+    typer.echo("".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text))
+
+
 @app.command()
 def story(
     ctx: typer.Context,
@@ -39,8 +44,8 @@ def story(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
-    typer.echo(prompts.render("story/markdown" if markdown else "story/text", "markdown" if markdown else "plain",
-                              s=result))  # fmt: skip
+    _echo(prompts.render("story/markdown" if markdown else "story/text", "markdown" if markdown else "plain",
+                         s=result))  # fmt: skip
 
 
 @app.command()
@@ -75,9 +80,9 @@ def digest(
         application.close()
     rendered = render_digest(result, fmt)
     if fmt == "email":
-        typer.echo(f"Subject: {rendered.subject}\n\n{rendered.body}\n\n----- HTML part -----\n{rendered.html}")
+        _echo(f"Subject: {rendered.subject}\n\n{rendered.body}\n\n----- HTML part -----\n{rendered.html}")
     else:
-        typer.echo(rendered.body)
+        _echo(rendered.body)
 
 
 @app.command()
@@ -129,4 +134,4 @@ def themes(
         return
     import prompts
 
-    typer.echo(prompts.render("digest/themes", "plain", data=data))
+    _echo(prompts.render("digest/themes", "plain", data=data))

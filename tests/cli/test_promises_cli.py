@@ -110,3 +110,20 @@ def test_themes_of_an_anonymous_program_show_only_the_k_anonymous_view(db_url: s
     assert "Secret" not in out.stdout
     assert cli(db_url, "themes", "employees", "--wave", "Q9").exit_code == 2
     assert cli(db_url, "themes", "nope").exit_code == 2
+
+
+def test_terminal_output_carries_no_escape_sequences(db_url: str, make_app) -> None:
+    app = make_app()
+    seed(app)
+    with db.transaction(app.sessions) as s:
+        h = History(s)
+        ann = h.person_by_key("ann")
+        h.checkin(ann, "customers", T0, rating=9, text="Fine.")
+        h.checkin(ann, "customers", T0 + months(6), rating=2, text="\x1b[2J\x1b[31mcleared your screen")
+    story = cli(db_url, "story", "ann")
+    assert "\x1b" not in story.output
+    assert "cleared your screen" in story.output
+    window = ["--since", (T0 + months(5)).date().isoformat(), "--until", (T0 + months(7)).date().isoformat()]
+    digest = cli(db_url, "digest", "owner@example.com", *window, "--format", "text")
+    assert "\x1b" not in digest.output
+    assert "cleared your screen" in digest.output

@@ -107,7 +107,7 @@ def test_owner_facing_modules_read_checkins_only_through_the_anonymity_door() ->
 
 
 def test_themes_come_from_the_detector_s_reasons() -> None:
-    from memory.stories import _themes
+    from memory.stories import themes_in
 
     reasons = [
         {"kind": "appeared", "text": "new", "quote": "old words", "data": {"theme": "slow support",
@@ -117,5 +117,5 @@ def test_themes_come_from_the_detector_s_reasons() -> None:
         {"kind": "drift", "text": "x"},
         "not a dict",
     ]  # fmt: skip
-    assert _themes(reasons, "appeared") == ("slow support", "exports")
-    assert _themes(reasons, "disappeared") == ("fast onboarding",)
+    assert themes_in(reasons, "appeared") == ("slow support", "exports")
+    assert themes_in(reasons, "disappeared") == ("fast onboarding",)
