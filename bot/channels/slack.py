@@ -38,14 +38,19 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -317,9 +322,7 @@ class SlackChannel:
             # People imported while Rapport runs get linked too, without a restart.
             self._linker = asyncio.get_running_loop().create_task(self._link_loop())
         if self.mode == "socket":
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            self._socket = AsyncSocketModeHandler(self.bolt, self.app_token)
+            self._socket = _SocketModeHandler(self.bolt, self.app_token)
             await self._socket.connect_async()
 
     async def _link_roster(self) -> None:
@@ -444,16 +447,7 @@ class SlackChannel:
             # A payload Bolt cannot even route: acknowledge, so Slack does not retry it forever.
             log.exception("slack: dispatching an events request failed")
             return web.Response(status=200)
-        if response.status == 404:
-            # Bolt's "unhandled request" (a payload type with no listener at all): still ours to ack.
-            log.debug("slack: request type without a listener acknowledged")
-            return web.Response(status=200)
-        if response.status >= 500:
-            # Rapport's listeners only acknowledge and hand work to tasks, so a 500 here is Bolt
-            # failing on a malformed payload: a retry would fail the same way, so acknowledge it.
-            log.warning("slack: a payload Bolt could not process was acknowledged")
-            return web.Response(status=200)
-        return await to_aiohttp_response(response)
+        return await to_aiohttp_response(acknowledgeable(response))
 
     async def _http_install(self, request: web.Request) -> web.StreamResponse:
         assert self.bolt.oauth_flow is not None
@@ -941,6 +935,33 @@ class SlackChannel:
             if identity is not None:
                 store.mark_unreachable(s, identity, reason, self.clock())
         log.warning("slack: person unreachable", extra={"reason": reason})
+
+
+def acknowledgeable(response: BoltResponse) -> BoltResponse:
+    """What Slack should hear back: Bolt's own answer, except for payloads no listener can take.
+
+    A 404 is Bolt's "unhandled request" (a payload type with no listener at all) and a 5xx is Bolt
+    failing on a malformed payload (Rapport's listeners only acknowledge and hand work to tasks,
+    so they do not fail). A retry would end the same way, so both are acknowledged instead.
+    """
+    if response.status == 404 or response.status >= 500:
+        log.debug("slack: a payload no listener could take was acknowledged", extra={"status": response.status})
+        return BoltResponse(status=200, body="")
+    return response
+
+
+class _SocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's aiohttp Socket Mode handler, acknowledging every envelope (see ``acknowledgeable``):
+    an envelope left unacknowledged is delivered again and again."""
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        start = time.time()
+        try:
+            response = acknowledgeable(await run_async_bolt_app(self.app, req))
+        except Exception:
+            log.exception("slack: dispatching a Socket Mode envelope failed")
+            response = BoltResponse(status=200, body="")
+        await send_async_response(client, req, response, start)
 
 
 # Block Kit ------------------------------------------------------------------------------------

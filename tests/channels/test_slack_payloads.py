@@ -41,8 +41,9 @@ EXPECTED: dict[str, tuple[list[str], str | None]] = {
     "bolt_reaction_added.json": ([], None),
     "bolt_app_uninstalled.json": ([], None),
     "bolt_tokens_revoked.json": ([], None),
-    "bolt_message_im_user_top_level.json": (["chat.postMessage"], UNKNOWN_PERSON),
-    "bolt_message_im_user_in_assistant_thread.json": (["chat.postMessage"], UNKNOWN_PERSON),
+    # A stranger: their Slack profile is checked for a roster e-mail first (users.info).
+    "bolt_message_im_user_top_level.json": (["users.info", "chat.postMessage"], UNKNOWN_PERSON),
+    "bolt_message_im_user_in_assistant_thread.json": (["users.info", "chat.postMessage"], UNKNOWN_PERSON),
     "bolt_message_changed_im_assistant_thread.json": ([], None),  # same words: not an edit
     "bolt_message_im_from_bot_user.json": ([], None),
 }
@@ -138,6 +139,12 @@ async def test_a_real_socket_mode_connection(slack_rig: SlackRig) -> None:
         posts = len(slack_rig.api.calls_to("chat.postMessage"))
         envelope = await slack_rig.api.socket_send(load("bolt_message_im_user_top_level.json"))
         await slack_rig.api.socket_ack(envelope)
+        await channel.drain()
+        assert len(slack_rig.api.calls_to("chat.postMessage")) == posts
+        # Envelopes no listener can take, and malformed ones, are acknowledged too (else redelivered).
+        for odd in ({"type": "something_new"}, {"type": "event_callback", "event": "oops"}, {}):
+            await slack_rig.api.socket_ack(await slack_rig.api.socket_send(odd))
+        await slack_rig.api.socket_ack(await slack_rig.api.socket_send({"type": "x"}, kind="brand_new_kind"))
         await channel.drain()
         assert len(slack_rig.api.calls_to("chat.postMessage")) == posts
     finally:
