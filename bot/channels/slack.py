@@ -190,6 +190,7 @@ class SlackChannel:
         self._checked_senders: dict[tuple[str, str], float] = {}
         self._socket: Any = None
         self._linker: asyncio.Task[None] | None = None
+        self._first_link = asyncio.Event()
         self.team_id: str | None = None
 
         settings: AsyncOAuthSettings | None = None
@@ -312,15 +313,15 @@ class SlackChannel:
         return out
 
     async def start(self) -> None:
-        """Check the token (``auth.test``), link the roster by e-mail, and connect Socket Mode."""
+        """Check the token (``auth.test``), connect Socket Mode, and start linking the roster by
+        e-mail in the background."""
         if not self.multi_workspace:
             auth = await self.client.auth_test()
             self.team_id = str(auth.get("team_id") or "") or None
             log.info("slack connected", extra={"team": self.team_id, "mode": self.mode})
-        await self._link_roster()
-        if self.link_every_seconds > 0:
-            # People imported while Rapport runs get linked too, without a restart.
-            self._linker = asyncio.get_running_loop().create_task(self._link_loop())
+        # Linking a large roster takes a while (Slack paces users.lookupByEmail), so it runs beside
+        # the channel: now, then every link_every_seconds for people imported while Rapport runs.
+        self._linker = asyncio.get_running_loop().create_task(self._link_loop())
         if self.mode == "socket":
             self._socket = _SocketModeHandler(self.bolt, self.app_token)
             await self._socket.connect_async()
@@ -338,7 +339,9 @@ class SlackChannel:
             )
 
     async def _link_loop(self) -> None:
-        while True:
+        await self._link_roster()
+        self._first_link.set()
+        while self.link_every_seconds > 0:
             await asyncio.sleep(self.link_every_seconds)
             await self._link_roster()
 
@@ -357,7 +360,10 @@ class SlackChannel:
         await self.drain()
 
     async def drain(self) -> None:
-        """Wait until the work started by acknowledged events is done."""
+        """Wait until the work started so far is done: acknowledged events, and the first round of
+        linking the roster after ``start``."""
+        if self._linker is not None:
+            await self._first_link.wait()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -783,14 +789,15 @@ class SlackChannel:
             if not pending:
                 continue
             client = await self._client_for(workspace)
-            for key, email in pending:
+            for index, (key, email) in enumerate(pending):
                 try:
                     user = await self._lookup_email(client, workspace, email)
-                except SlackApiError as exc:
-                    report.failed[key] = str(exc.response.get("error") or exc.response.status_code)
-                    continue
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    report.failed[key] = type(exc).__name__
+                except RetryLater as exc:
+                    # Slack asks for a long pause: the rest of this workspace waits for the next round.
+                    report.failed.update({k: exc.reason for k, _ in pending[index:]})
+                    break
+                except (PermanentFailure, Unreachable) as exc:
+                    report.failed[key] = exc.reason
                     continue
                 if user is None:
                     report.not_found.append(key)
@@ -824,10 +831,11 @@ class SlackChannel:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         try:
-            response = await client.users_lookupByEmail(email=email)
+            # Rapport's call policy: short 429s waited out, 5xx and network errors retried.
+            response = await self._call(lambda: client.users_lookupByEmail(email=email), address=None)
             user = _str(_dig(response.data if isinstance(response.data, dict) else {}, "user", "id"))
-        except SlackApiError as exc:
-            if exc.response.get("error") != "users_not_found":
+        except PermanentFailure as exc:
+            if exc.reason != "users_not_found":
                 raise
             user = None
         self._email_cache[(workspace, email)] = (user, time.monotonic() + 3600)

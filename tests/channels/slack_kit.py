@@ -224,6 +224,7 @@ async def slack_rig(make_app: Callable[..., App]) -> AsyncIterator[SlackRig]:
         channel = make_channel(app, api, clock)
         async with TestClient(TestServer(make_web_app(routes=channel.routes()))) as http:
             await channel.start()
+            await channel.drain()  # the first round of linking the roster by e-mail
             rig = SlackRig(api=api, app=app, channel=channel, http=http, clock=clock)
             yield rig
             await channel.stop()

@@ -219,3 +219,20 @@ async def test_people_imported_while_running_are_linked_without_a_restart(slack_
     finally:
         await channel.stop()
     assert channel._linker is None
+
+
+async def test_a_long_rate_limit_ends_the_linking_round(slack_rig: SlackRig) -> None:
+    await slack_rig.roster("ada", email="ada@example.com")
+    slack_rig.api.users_by_email["ada@example.com"] = ADA
+    slack_rig.api.fail("users.lookupByEmail", status=503)  # retried within the call
+    report = await slack_rig.channel.link_people()
+    assert report.linked == ["ada"]
+    for key in ("bob", "cy"):
+        await slack_rig.roster(key, email=f"{key}@example.com")
+    slack_rig.api.users_by_email["bob@example.com"] = "U0BOB"
+    slack_rig.api.fail("users.lookupByEmail", status=429, retry_after=120)
+    calls = len(slack_rig.api.calls_to("users.lookupByEmail"))
+    report = await slack_rig.channel.link_people()
+    # bob was asked once (429); cy was not asked at all; both are reported for the next round.
+    assert len(slack_rig.api.calls_to("users.lookupByEmail")) == calls + 1
+    assert report.failed == {"bob": "slack rate limit", "cy": "slack rate limit"}
