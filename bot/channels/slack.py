@@ -1092,7 +1092,12 @@ def _str(value: Any) -> str | None:
 
 
 def _is_bot(event: JSON) -> bool:
-    return bool(event.get("bot_id")) or event.get("subtype") == "bot_message" or bool(event.get("bot_profile"))
+    return (
+        bool(event.get("bot_id"))
+        or event.get("subtype") == "bot_message"
+        or bool(event.get("bot_profile"))
+        or event.get("user") == "USLACKBOT"
+    )
 
 
 def _retry_after(headers: Any) -> float:

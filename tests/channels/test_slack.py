@@ -217,6 +217,7 @@ async def test_bot_channel_and_system_messages_are_ignored(slack_rig: SlackRig) 
     # The bot's own message, another bot's, a channel message, a system subtype, a file without text.
     await slack_rig.dm(ADA, "9", bot_id="BBOT")
     await slack_rig.dm("UOTHERBOT", "9", bot_id="B999", subtype="bot_message")
+    await slack_rig.dm("USLACKBOT", "Reminder: answer the check-in")
     await slack_rig.post(slack_rig.envelope({"type": "message", "user": ADA, "text": "9", "ts": "1.2",
                                              "channel": "C0GENERAL", "channel_type": "channel"}))  # fmt: skip
     await slack_rig.dm(ADA, "", subtype="channel_join")
