@@ -34,6 +34,7 @@ from bot.channels.base import Channel
 from bot.config import Config, resolve_secret, secret_name
 from bot.delivery import Delivery
 from bot.web import make_web_app
+from memory.errors import RapportError
 from scheduler.cadence import Period
 from scheduler.dispatch import Dispatcher, DispatchSettings, Handler
 from scheduler.leader import make_leader
@@ -69,6 +70,14 @@ class RunnerExtension:
 
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     jobs: Sequence[PeriodicJob] = ()
+
+
+class WebServerError(RapportError):
+    """The web server cannot listen (the port is taken, or the address is not this machine's)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host, self.port, self.reason = host, port, reason
+        super().__init__(f"the web server cannot listen on {host}:{port}: {reason} (set web.port, or --port)")
 
 
 def schedules_from_config(config: Config) -> dict[str, ProgramSchedule]:
@@ -308,7 +317,11 @@ class Runner:
         runner = web.AppRunner(make_web_app(routes=routes, health=self.health), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise WebServerError(self.host, self.port, exc.strerror or str(exc)) from None
         self._web = runner
         addresses = runner.addresses
         self.bound_port = int(addresses[0][1]) if addresses else self.port
@@ -361,16 +374,16 @@ class Runner:
 
     async def serve(self) -> None:
         """Run until ``request_stop()``."""
-        await self.start()
         try:
+            await self.start()
             await self._stop.wait()
         finally:
             await self.stop()
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> None:
         """Tick, run each job once, and dispatch until nothing is due now; then stop (tests, CI, cron)."""
-        await self.start(background=False)
         try:
+            await self.start(background=False)
             for _ in range(max_rounds):
                 if self._stop.is_set():
                     break

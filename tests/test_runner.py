@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from bot.app import App
 from bot.cli import app as cli
-from bot.runner import PeriodicJob, Runner, RunnerExtension, load_channels, schedules_from_config
+from bot.runner import PeriodicJob, Runner, RunnerExtension, WebServerError, load_channels, schedules_from_config
 from memory.db import transaction
 from memory.models import OutboxMessage
 from scheduler.planner import Planner
@@ -201,3 +201,18 @@ def test_sigterm_stops_the_service_with_exit_code_0(tmp_path: Path) -> None:
     assert "stopping: finishing in-flight sends" in text
     assert "stopped" in text
     assert "telegram: off — set TELEGRAM_BOT_TOKEN" in text
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path, db_url: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = _terminal_config(tmp_path, db_url)
+        result = CliRunner().invoke(cli, ["--config", str(config), "run", "--port", str(port)])
+    # `rapport` (bot.cli.main) prints a RapportError as one "error:" line and exits 1.
+    assert isinstance(result.exception, WebServerError)
+    assert f"the web server cannot listen on 127.0.0.1:{port}" in str(result.exception)
+    assert "stopped" in result.output  # what had started was shut down
