@@ -144,6 +144,19 @@ async def test_polling_survives_an_update_it_cannot_read(make_app, telegram_api)
         await channel.stop()
 
 
+async def test_polling_recovers_from_a_bad_gateway(make_app, telegram_api) -> None:
+    app = make_app()
+    channel = await started_channel(app, telegram_api)
+    try:
+        telegram_api.fail("getUpdates", status=502)
+        telegram_api.push_update(text_update("hello", chat_id=999))
+        (reply,) = await telegram_api.wait_for("sendMessage", 1)
+        assert reply["chat_id"] == 999
+        assert len(telegram_api.calls_to("getUpdates")) >= 2, "the failed poll was retried"
+    finally:
+        await channel.stop()
+
+
 async def test_updates_without_update_id_are_processed_once(make_app, telegram_api) -> None:
     app = make_app()
     add_person(app)

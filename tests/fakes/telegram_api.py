@@ -181,6 +181,15 @@ class FakeTelegramAPI:
         params = await self._params(request)
         if request.match_info["token"] != self.token:
             return self._error(401, "Unauthorized")
+        failures = self._failures.get(method)
+        if failures:
+            failure = failures[0]
+            failure.remaining -= 1
+            if failure.remaining <= 0:
+                failures.pop(0)
+            self.calls.append(Call(method, params))
+            await self._notify()
+            return self._error(failure.status, failure.description, failure.retry_after)
         if method == "getUpdates":
             # Record only once answered, so tests can wait for "the poll after this update".
             result = await self._get_updates(params)
@@ -189,13 +198,6 @@ class FakeTelegramAPI:
             return web.json_response({"ok": True, "result": result})
         self.calls.append(Call(method, params))
         await self._notify()
-        failures = self._failures.get(method)
-        if failures:
-            failure = failures[0]
-            failure.remaining -= 1
-            if failure.remaining <= 0:
-                failures.pop(0)
-            return self._error(failure.status, failure.description, failure.retry_after)
         handler = self.handlers.get(method)
         if handler is None:
             return self._error(404, "Not Found: method not found")
