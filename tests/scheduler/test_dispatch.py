@@ -275,3 +275,34 @@ async def test_a_channel_that_is_off_here_waits_without_using_up_attempts(schedu
     assert (row.status, row.attempts, row.channel) == ("pending", 0, "slack")
     assert row.last_error == "the person's channel is not running in this process"
     assert telegram.attempts == []
+
+
+async def test_sends_keep_the_channels_rate(scheduled_app: Callable[..., App]) -> None:
+    app = scheduled_app(window=ALL_DAY)
+    clock = Clock(dt.datetime(2026, 6, 2, 10, tzinfo=UTC))
+    channel = TimedChannel(clock)
+    dispatcher = setup(app, clock, 11, channel, rates={"telegram": 5.0}, concurrency=1)
+    await drain(app, dispatcher, clock)
+    times = [when for _, when, _ in channel.log]
+    assert len(times) == 11
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.2 - 1e-6  # at most 5 a second
+    assert times[-1] - times[0] >= dt.timedelta(seconds=2)
+
+
+async def test_rate_limiter_spaces_concurrent_callers() -> None:
+    import asyncio
+
+    from scheduler.dispatch import RateLimiter
+
+    clock = Clock(dt.datetime(2026, 6, 2, 10, tzinfo=UTC))
+    limiter = RateLimiter(4.0, monotonic=clock.monotonic, sleep=clock.sleep)
+    granted: list[float] = []
+
+    async def caller() -> None:
+        await limiter.acquire()
+        granted.append(clock.monotonic())
+
+    await asyncio.gather(*(caller() for _ in range(9)))
+    start = granted[0]
+    assert [round(t - start, 6) for t in granted] == [i * 0.25 for i in range(9)]
