@@ -24,7 +24,7 @@ from bot.engine import flow, owners, promises
 from bot.engine.ports import Choice, Inbound, Outbound
 from bot.engine.ratings import parse_rating
 from memory import store
-from memory.changes import Assessment, ChangeDetector, PastAnswer, excerpt
+from memory.changes import Assessment, ChangeDetector, PastAnswer, Reason, excerpt
 from memory.db import transaction
 from memory.embeddings import from_bytes, to_bytes
 from memory.errors import NotEnrolled, OptedOut
@@ -52,6 +52,20 @@ class _Turn:
     ref: str | None = None
     assessment: Assessment | None = None
     out: list[Outbound] = field(default_factory=list)
+
+
+# What the follow-up names, most concrete first: an earlier answer returned to, a flipped stance,
+# the rating, an idea gone or new. Plain drift only when nothing else is strong enough to name.
+_CONCRETE = ("history", "stance", "rating", "disappeared", "appeared")
+_NAMEABLE = 0.3
+
+
+def _most_concrete(reasons: tuple[Reason, ...]) -> Reason | None:
+    for kind in _CONCRETE:
+        for reason in reasons:
+            if reason.kind == kind and reason.strength >= _NAMEABLE:
+                return reason
+    return reasons[0] if reasons else None
 
 
 class CheckinService:
@@ -393,7 +407,7 @@ class CheckinService:
     def _followup_params(self, turn: _Turn, key: str, assessment: Assessment) -> dict[str, Any]:
         previous = assessment.compared_to
         assert previous is not None
-        top = assessment.reasons[0] if assessment.reasons else None
+        top = _most_concrete(assessment.reasons)
         reason = top.kind if top else "drift"
         answer = next((a for a in turn.checkin.answers if a.question == key), None)
         current = excerpt(answer.text, self.quote_chars) if answer is not None and answer.text else ""

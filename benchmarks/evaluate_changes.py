@@ -1,0 +1,205 @@
+"""Evaluate change detection on ``../shared/data`` and print the figures as JSON.
+
+    .venv/bin/python benchmarks/evaluate_changes.py        # or: make eval
+
+Figures, each for the detector and, in the same run on the same embeddings, for plain cosine:
+
+* ``stsb_dev_spearman``: Spearman correlation between (1 - score) and the human similarity of the
+  1,500 STS-B dev pairs (for cosine: the cosine itself).
+* ``sick``: on SICK train+trial (4,934 pairs), the score threshold at which at most 10% of the
+  ENTAILMENT pairs are flagged, and at that threshold the recall of CONTRADICTION pairs, overall
+  and for those with relatedness >= 3.5 ("hard": same topic, opposite claim). Also the detector's
+  own decision (``changed``) on the same pairs.
+* ``longitudinal_proxy``: there is no public set of the same people answering the same question
+  twice, so this is a proxy built from the NHS Friends and Family Test answers of the NHFT trust
+  (which the shipped polarity head never saw): answers to the same question are paired at random
+  (seeded), with rating 1..5 ("very good" .. "very poor"). Pairs whose ratings differ by >= 3 are
+  "feelings changed most", pairs with equal ratings "changed least"; the figure is the ROC AUC of
+  the score between the two groups, from the texts alone (ratings are not passed to the detector).
+  It pairs different people, so it measures how well the score tracks a change of feeling, not a
+  person's own drift.
+* ``ms_per_pair``: wall time of ``ChangeDetector.assess_pairs`` (embedding included, one batch,
+  as in ``rapport compare --pairs``) divided by the number of pairs; ``cpu_ms_per_pair`` is the
+  process CPU time over all threads (on an idle 2-core machine about twice the wall time), which
+  other work on the machine inflates less; ``load_average`` says how busy the machine was.
+
+When ``../shared/data`` is absent, it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("RAPPORT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MAX_ENTAILMENT_FLAGGED = 0.10
+HARD_RELATEDNESS = 3.5
+PROXY_SEED = 20240501
+PROXY_TRUST = "NHFT"
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).correlation)
+
+
+def recall_at_fpr(score: np.ndarray, labels: np.ndarray, related: np.ndarray) -> dict[str, float]:
+    """Flag ``score > t`` with the lowest t that flags at most 10% of ENTAILMENT pairs."""
+    entail = np.sort(score[labels == "ENTAILMENT"])
+    allowed = int(np.floor(MAX_ENTAILMENT_FLAGGED * len(entail)))
+    threshold = float(entail[len(entail) - allowed - 1]) if allowed < len(entail) else float("-inf")
+    flagged = score > threshold
+    contra = labels == "CONTRADICTION"
+    hard = contra & (related >= HARD_RELATEDNESS)
+    return {
+        "threshold": round(threshold, 4),
+        "entailment_flagged": round(float(flagged[labels == "ENTAILMENT"].mean()), 4),
+        "contradiction_recall": round(float(flagged[contra].mean()), 4),
+        "hard_contradiction_recall": round(float(flagged[hard].mean()), 4),
+        "neutral_flagged": round(float(flagged[labels == "NEUTRAL"].mean()), 4),
+    }
+
+
+def auc(score: Sequence[float], positive: Sequence[int]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(positive, score))
+
+
+def proxy_pairs(path: Path) -> tuple[list[tuple[str, str]], list[int]]:
+    rng = np.random.default_rng(PROXY_SEED)
+    by_question: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        for r in csv.DictReader(f):
+            text = " ".join((r["FFT answer"] or "").split())
+            rating = r["FFT categorical answer"]
+            if r["Trust"] != PROXY_TRUST or rating not in {"1", "2", "3", "4", "5"}:
+                continue
+            if len(text.split()) < 3 or "did not answer" in text.lower():
+                continue
+            by_question[" ".join(r["FFT question"].split())].append((text, int(rating)))
+    pairs: list[tuple[str, str]] = []
+    labels: list[int] = []
+    for question in sorted(by_question):
+        answers = by_question[question]
+        if len(answers) < 2:
+            continue
+        for _ in range(3 * len(answers)):
+            i, j = rng.choice(len(answers), size=2, replace=False)
+            (a, ra), (b, rb) = answers[int(i)], answers[int(j)]
+            if ra == rb:
+                pairs.append((a, b))
+                labels.append(0)
+            elif abs(ra - rb) >= 3:
+                pairs.append((a, b))
+                labels.append(1)
+    return pairs, labels
+
+
+def run(detector: Any, data: Path = DATA) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+
+    cpu: dict[str, float] = {}
+    dev = read_tsv(data / "stsb" / "dev.tsv")
+    started, started_cpu = time.perf_counter(), time.process_time()
+    found = detector.assess_pairs([(r["sentence1"], r["sentence2"]) for r in dev])
+    timings["stsb_dev"] = (time.perf_counter() - started) * 1000 / len(dev)
+    cpu["stsb_dev"] = (time.process_time() - started_cpu) * 1000 / len(dev)
+    human = [float(r["score"]) for r in dev]
+    out["stsb_dev_spearman"] = {
+        "detector": round(spearman([1 - a.score for a in found], human), 4),
+        "cosine": round(spearman([a.similarity for a in found], human), 4),
+    }
+
+    sick = read_tsv(data / "sick" / "sick_train_trial.tsv")
+    started, started_cpu = time.perf_counter(), time.process_time()
+    found = detector.assess_pairs([(r["sentence_A"], r["sentence_B"]) for r in sick])
+    timings["sick"] = (time.perf_counter() - started) * 1000 / len(sick)
+    cpu["sick"] = (time.process_time() - started_cpu) * 1000 / len(sick)
+    labels = np.array([r["entailment_label"] for r in sick])
+    related = np.array([float(r["relatedness_score"]) for r in sick])
+    score = np.array([a.score for a in found])
+    cosine = np.array([a.similarity for a in found])
+    changed = np.array([a.changed for a in found])
+    contra = labels == "CONTRADICTION"
+    out["sick"] = {
+        "pairs": len(sick),
+        "detector": recall_at_fpr(score, labels, related),
+        "cosine": recall_at_fpr(1 - cosine, labels, related),
+        "detector_decision": {
+            "threshold": detector.settings.threshold,
+            "entailment_flagged": round(float(changed[labels == "ENTAILMENT"].mean()), 4),
+            "contradiction_recall": round(float(changed[contra].mean()), 4),
+            "hard_contradiction_recall": round(float(changed[contra & (related >= HARD_RELATEDNESS)].mean()), 4),
+        },
+    }
+
+    feedback = data / "feedback" / "v6framework_230831.csv"
+    if feedback.is_file():
+        pairs, positive = proxy_pairs(feedback)
+        found = detector.assess_pairs(pairs)
+        out["longitudinal_proxy"] = {
+            "pairs": len(pairs),
+            "changed_most": int(sum(positive)),
+            "detector_auc": round(auc([a.score for a in found], positive), 4),
+            "cosine_auc": round(auc([1 - (a.similarity or 0.0) for a in found], positive), 4),
+        }
+
+    out["ms_per_pair"] = {k: round(v, 2) for k, v in timings.items()}
+    out["cpu_ms_per_pair"] = {k: round(v, 2) for k, v in cpu.items()}
+    for key, base in (("stsb_dev_spearman", "cosine"),):
+        out[key]["ratio_to_cosine"] = round(out[key]["detector"] / out[key][base], 3)
+    for key in ("contradiction_recall", "hard_contradiction_recall"):
+        base = out["sick"]["cosine"][key]
+        out["sick"][f"{key}_ratio_to_cosine"] = round(out["sick"]["detector"][key] / base, 2) if base else None
+    return out
+
+
+def main() -> int:
+    if not (DATA / "stsb" / "dev.tsv").is_file() or not (DATA / "sick" / "sick_train_trial.tsv").is_file():
+        print(f"no evaluation data at {DATA} (expected stsb/ and sick/); nothing to evaluate", file=sys.stderr)
+        return 0
+    from memory.changes import ChangeDetector
+    from memory.embeddings import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    started = time.perf_counter()
+    embedder.load()
+    load_s = time.perf_counter() - started
+    detector = ChangeDetector(embedder=embedder)
+    load_before = os.getloadavg()[0]
+    figures = run(detector)
+    report = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "model": embedder.model_id,
+        "model_load_s": round(load_s, 2),
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        **figures,
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
