@@ -31,8 +31,7 @@ def status(
     program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Per program and wave: due, sent, delivered, answered, reminded, expired, opted out,
-    unreachable, failed, and the response rate."""
+    """Delivery and answers per program and wave, with the response rate."""
     from memory.db import transaction
     from scheduler.report import wave_status
 
