@@ -27,7 +27,8 @@ def normalise_url(url: str) -> str:
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     url = normalise_url(url)
-    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    # hide_parameters: SQL errors (and their tracebacks in logs) must not carry people's words.
+    kwargs: dict[str, Any] = {"echo": echo, "future": True, "hide_parameters": True}
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
