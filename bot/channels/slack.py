@@ -105,6 +105,8 @@ _TEXT_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"
 # The App Home shows at most this many check-ins (newest first) and characters of each answer.
 HOME_CHECKINS = 12
 HOME_TEXT_CHARS = 600
+# How long the part of a failed batch that did go out is remembered, so a retry skips it.
+PARTIAL_BATCH_SECONDS = 6 * 3600
 
 JSON = dict[str, Any]
 
@@ -186,6 +188,8 @@ class SlackChannel:
         self._locks: dict[str, asyncio.Lock] = {}
         self._last_post: dict[str, float] = {}
         self._email_cache: dict[tuple[str, str], tuple[str | None, float]] = {}
+        # Batches that failed part-way: (conversation, texts) -> (messages sent, until when).
+        self._partial: dict[tuple[str, tuple[str, ...]], tuple[int, float]] = {}
         # Unknown senders already looked up with users.info (workspace, user) -> until when.
         self._checked_senders: dict[tuple[str, str], float] = {}
         self._socket: Any = None
@@ -373,9 +377,22 @@ class SlackChannel:
             raise PermanentFailure(f"not a Slack address: {address.channel}")
         client = await self._client_for(address.workspace)
         conversation = address.conversation or await self._open_dm(client, address)
+        # A batch that failed part-way is retried whole by the dispatcher; what already went out
+        # (remembered here for a while) is not posted twice.
+        batch = (conversation, tuple(m.text for m in messages))
+        done, until = self._partial.pop(batch, (0, 0.0))
+        if until < time.monotonic():
+            done = 0
         last: str | None = None
-        for message in messages:
-            last = await self._post(client, conversation, message, address=address)
+        for index, message in enumerate(messages):
+            if index < done:
+                continue
+            try:
+                last = await self._post(client, conversation, message, address=address)
+            except RetryLater:
+                if index > 0:
+                    self._partial[batch] = (index, time.monotonic() + PARTIAL_BATCH_SECONDS)
+                raise
         return Sent(external_ref=last)
 
     # Bolt wiring ------------------------------------------------------------------------------

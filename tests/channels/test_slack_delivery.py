@@ -236,3 +236,28 @@ async def test_a_long_rate_limit_ends_the_linking_round(slack_rig: SlackRig) -> 
     # bob was asked once (429); cy was not asked at all; both are reported for the next round.
     assert len(slack_rig.api.calls_to("users.lookupByEmail")) == calls + 1
     assert report.failed == {"bob": "slack rate limit", "cy": "slack rate limit"}
+
+
+async def test_a_batch_retried_after_failing_part_way_sends_nothing_twice(slack_rig: SlackRig) -> None:
+    batch = [Outbound(text="invitation"), Outbound(text="first question")]
+    # The first message goes out; the second meets a long rate limit.
+    original = slack_rig.api.handlers["chat.postMessage"]
+    answered = 0
+
+    def second_is_rate_limited(params: dict) -> dict:
+        nonlocal answered
+        answered += 1
+        if answered == 1:
+            slack_rig.api.fail("chat.postMessage", status=429, retry_after=60)
+        return original(params)
+
+    slack_rig.api.handlers["chat.postMessage"] = second_is_rate_limited
+    with pytest.raises(RetryLater):
+        await slack_rig.channel.send(TO_ADA, batch)
+    assert slack_rig.posted_texts(ADA_DM) == ["invitation"]
+    sent = await slack_rig.channel.send(TO_ADA, batch)  # the dispatcher's retry
+    assert slack_rig.posted_texts(ADA_DM) == ["invitation", "first question"]
+    assert sent.external_ref == slack_rig.posted(ADA_DM)[-1]["ts"]
+    # The same texts sent again later are a new batch: sent in full.
+    await slack_rig.channel.send(TO_ADA, batch)
+    assert slack_rig.posted_texts(ADA_DM)[-2:] == ["invitation", "first question"]
