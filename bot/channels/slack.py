@@ -272,10 +272,8 @@ class SlackChannel:
         if config.mode == "socket" and not app_token:
             log.warning("slack channel off: Socket Mode needs %s (an xapp- token)", secret_name(config.app_token))
             return None
-        if (config.mode == "http" or oauth is not None) and not signing_secret:
-            log.warning(
-                "slack channel off: HTTP events and the install flow need %s", secret_name(config.signing_secret)
-            )
+        if config.mode == "http" and not signing_secret:
+            log.warning("slack channel off: HTTP mode needs %s", secret_name(config.signing_secret))
             return None
         return cls(
             service=app.service,

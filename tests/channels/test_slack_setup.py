@@ -148,3 +148,15 @@ def test_bolts_own_client_id_variables_are_not_picked_up_silently(
     monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
     assert SlackChannel.from_app(app) is None
     assert "channels.slack.client_id" in caplog.text
+
+
+def test_install_flow_in_socket_mode_needs_no_signing_secret(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1")
+    monkeypatch.setenv("SLACK_CLIENT_ID", "111.222")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
+    multi = with_slack(app, client_id="${SLACK_CLIENT_ID}", client_secret="${SLACK_CLIENT_SECRET}")
+    channel = SlackChannel.from_app(multi)
+    assert channel is not None
+    assert channel.mode == "socket"
+    paths = sorted(r.path for r in channel.routes())  # type: ignore[attr-defined]
+    assert paths == ["/slack/install", "/slack/oauth_redirect"]
