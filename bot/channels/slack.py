@@ -188,6 +188,8 @@ class SlackChannel:
         self._locks: dict[str, asyncio.Lock] = {}
         self._last_post: dict[str, float] = {}
         self._email_cache: dict[tuple[str, str], tuple[str | None, float]] = {}
+        # Rating messages clicked in this process (oldest first), so a double click shows once.
+        self._clicked: dict[tuple[str, str], None] = {}
         # Batches that failed part-way: (conversation, texts) -> (messages sent, until when).
         self._partial: dict[tuple[str, tuple[str, ...]], tuple[int, float]] = {}
         # Unknown senders already looked up with users.info (workspace, user) -> until when.
@@ -653,6 +655,14 @@ class SlackChannel:
         if translated is None:
             return
         inbound, channel, message_ts = translated
+        if (channel, message_ts) in self._clicked:
+            # A second click before the buttons were replaced: the first one is the answer (the
+            # engine's idempotency key says so too), so the message must not show this one.
+            log.info("slack: a second click on the same rating message ignored")
+            return
+        self._clicked[(channel, message_ts)] = None
+        while len(self._clicked) > 10_000:
+            self._clicked.pop(next(iter(self._clicked)))
         await self._show_choice(client, body, channel, message_ts, inbound.value)
         await self._converse(client, inbound, channel, None)
 

@@ -8,11 +8,12 @@ import logging
 import time
 
 import pytest
+from slack_bolt.request.async_request import AsyncBoltRequest
 from sqlalchemy import func, select
 
 from memory.db import transaction
 from memory.models import Answer, ChannelIdentity, Checkin, Person
-from tests.channels.slack_kit import SIGNING_SECRET, SlackRig, sign
+from tests.channels.slack_kit import SIGNING_SECRET, SlackRig, make_channel, sign
 
 ADA = "U0ADA"
 ADA_DM = "D0ADA"
@@ -147,6 +148,17 @@ async def test_second_click_on_the_same_buttons_counts_once(slack_rig: SlackRig)
     await slack_rig.click(ADA, value=3, message=question)
     posts = len(slack_rig.posted(ADA_DM))
     await slack_rig.click(ADA, value=10, message=question)
+    assert len(slack_rig.posted(ADA_DM)) == posts
+    assert [a.rating for a in answers(slack_rig)] == [3]
+    # The message shows the answer that counts.
+    assert ["Your answer: *3*" in json.dumps(u["blocks"]) for u in slack_rig.api.calls_to("chat.update")] == [True]
+    # Another Rapport process gets the second click: the database's idempotency key holds.
+    other = make_channel(slack_rig.app, slack_rig.api, slack_rig.clock)
+    button = next(e for b in question["blocks"] if b["type"] == "actions" for e in b["elements"])
+    await other.bolt.async_dispatch(
+        AsyncBoltRequest(body=slack_rig.block_actions(ADA, question, button), mode="socket_mode")
+    )
+    await other.drain()
     assert len(slack_rig.posted(ADA_DM)) == posts
     assert [a.rating for a in answers(slack_rig)] == [3]
 
