@@ -164,9 +164,9 @@ def polarity(text: str) -> float:
 
 
 # Where one idea ends and the next begins: sentence ends, semicolons, and the connectives people
-# use to add or contrast a point ("..., but support was slow").
+# use to contrast a point or add one after a comma ("..., but support was slow").
 _CLAUSE_BREAK = re.compile(
-    r"(?<=[.!?…;])\s+|\s*;\s*|\n+|,?\s+\b(?:but|however|although|though|whereas|plus|also)\b\s+|,\s+and\s+|\s+and\s+(?=\w+\s+\w+\s+\w+)",
+    r"(?<=[.!?…;])\s+|\s*;\s*|\n+|,?\s+\b(?:but|however|although|though|whereas)\b\s+|,\s+(?:and|plus|also)\s+",
     re.IGNORECASE,
 )
 _LEADING = re.compile(r"^(?:(?:and|but|also|plus|however|so|then|although|though)\b[\s,]*)+", re.IGNORECASE)

@@ -6,13 +6,16 @@ model at all.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from scipy.stats import spearmanr
 
 from memory import stance
 from memory.changes import Assessment, ChangeDetector, DetectorSettings, PastAnswer
@@ -243,3 +246,42 @@ def test_clauses_split_ideas_and_drop_connectives() -> None:
     ]
     assert stance.clauses("Great.") == ["Great"]
     assert stance.clauses("") == []
+
+
+# On the shared evaluation data (skipped when ../shared/data is absent) -----------------------
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_on_sick_contradictions_are_found_where_cosine_misses_them(embedder: Embedder, shared_data: Path) -> None:
+    rows = _read_tsv(shared_data / "sick" / "sick_train_trial.tsv")[:800]
+    found = ChangeDetector(embedder=embedder).assess_pairs([(r["sentence_A"], r["sentence_B"]) for r in rows])
+    labels = np.array([r["entailment_label"] for r in rows])
+    hard = (labels == "CONTRADICTION") & (np.array([float(r["relatedness_score"]) for r in rows]) >= 3.5)
+
+    def hard_recall(score: np.ndarray) -> float:
+        threshold = np.quantile(score[labels == "ENTAILMENT"], 0.9)
+        return float((score[hard] > threshold).mean())
+
+    detector = hard_recall(np.array([a.score for a in found]))
+    cosine = hard_recall(np.array([1 - (a.similarity or 0.0) for a in found]))
+    assert hard.sum() >= 50
+    assert detector >= 0.8
+    assert detector >= cosine + 0.4
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_on_stsb_the_score_keeps_what_cosine_gets_right(embedder: Embedder, shared_data: Path) -> None:
+    rows = _read_tsv(shared_data / "stsb" / "dev.tsv")[:500]
+    found = ChangeDetector(embedder=embedder).assess_pairs([(r["sentence1"], r["sentence2"]) for r in rows])
+    human = [float(r["score"]) for r in rows]
+    detector = spearmanr([1 - a.score for a in found], human).correlation
+    cosine = spearmanr([a.similarity for a in found], human).correlation
+    assert detector >= 0.8
+    assert detector >= cosine - 0.02
