@@ -268,9 +268,10 @@ class Runner:
             log.exception("periodic job failed", extra={"job": job.name})
 
     async def health(self) -> dict[str, object]:
-        database = "ok"
+        database, backlog = "ok", None
         try:
             await asyncio.to_thread(self._ping)
+            backlog = await asyncio.to_thread(self.dispatcher.pending_now, self.clock())
         except Exception:
             database = "unreachable"
         return {
@@ -283,6 +284,8 @@ class Runner:
                 "tick_error": self.last_tick_error,
             },
             "channels": sorted(self.channels),
+            # Outbox rows due now or being sent (capped at 1000): a growing number means sends lag.
+            "outbox_due": backlog,
         }
 
     def _ping(self) -> None:
@@ -334,12 +337,12 @@ class Runner:
         first = dt.datetime.now(dt.UTC)
         scheduler.add_job(
             self.tick, "interval", seconds=self.config.scheduler.tick_seconds, id="rapport-tick",
-            next_run_time=first, max_instances=1, coalesce=True,
+            next_run_time=first, max_instances=1, coalesce=True, misfire_grace_time=self.config.scheduler.tick_seconds,
         )  # fmt: skip
         for job in self.jobs:
             scheduler.add_job(
                 self.run_job, "interval", args=[job], seconds=job.seconds, id=f"job-{job.name}",
-                next_run_time=first, max_instances=1, coalesce=True,
+                next_run_time=first, max_instances=1, coalesce=True, misfire_grace_time=max(1, int(job.seconds)),
             )  # fmt: skip
         scheduler.start()
         self._scheduler = scheduler

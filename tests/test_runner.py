@@ -85,6 +85,7 @@ async def test_service_serves_health_and_stops_cleanly(make_app: Callable[..., A
     assert body["scheduler"]["leader"] is True
     assert body["scheduler"]["last_tick"] is not None
     assert body["channels"] == ["telegram"]
+    assert body["outbox_due"] == 0
     assert len(channel.sent) == 3
     assert channel.stopped
     assert runner.leader.is_leader is False  # released on stop
