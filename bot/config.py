@@ -273,8 +273,9 @@ class SchedulerConfig(Strict):
     max_attempts: int = Field(default=8, ge=1, le=100)
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
-    # Messages per second per channel, on top of each adapter's own limiter.
-    rate_per_second: dict[str, float] = Field(default_factory=lambda: {"telegram": 25.0, "slack": 1.0})
+    # Messages per second per channel, on top of each adapter's own limiter. Slack allows about
+    # one message per second per conversation (the adapter paces that); across DMs it bursts higher.
+    rate_per_second: dict[str, float] = Field(default_factory=lambda: {"telegram": 25.0, "slack": 10.0})
 
 
 def _valid_cron(value: str) -> str:

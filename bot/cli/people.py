@@ -56,7 +56,8 @@ def import_answers_text(application: Any, text: str, now: dt.datetime, progress:
 
 @people_app.command("import")
 def people_import(
-    ctx: typer.Context, file: Annotated[Path, typer.Argument(help="CSV: id,name,email,timezone,owner,programs")]
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV: id,name,email,timezone,owner,programs[,slack_user,out_of_office]")],
 ) -> None:
     """Import or update people. Bad rows are reported with line numbers; good rows still go in."""
     from memory.errors import ImportProblem
