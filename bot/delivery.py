@@ -17,7 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -44,6 +44,18 @@ class _Prepared:
     address: Address
     messages: list[Outbound]
     identity_id: int | None
+
+
+def as_one_message(messages: Sequence[Outbound]) -> list[Outbound]:
+    """An invitation or reminder goes out as one message (greeting and question together).
+
+    A send of several messages can fail half-way; the outbox then retries the whole row, and the
+    person would get the greeting twice. One message is delivered whole or not at all. Buttons
+    belong to the last message, so only messages without buttons are folded into it.
+    """
+    if len(messages) <= 1 or any(m.choices for m in messages[:-1]):
+        return list(messages)
+    return [replace(messages[-1], text="\n\n".join(m.text for m in messages))]
 
 
 class Delivery:
@@ -73,7 +85,7 @@ class Delivery:
         prepared = await asyncio.to_thread(self._prepare, row)
         channel = self.channels[prepared.channel]
         try:
-            sent = await channel.send(prepared.address, prepared.messages)
+            sent = await channel.send(prepared.address, as_one_message(prepared.messages))
         except Unreachable as exc:
             if prepared.identity_id is not None:
                 await asyncio.to_thread(self._mark_unreachable, prepared.identity_id, exc.reason)

@@ -84,9 +84,10 @@ async def test_every_invitation_is_sent_once_and_opens_a_checkin(scheduled_app: 
     dispatcher = setup(app, clock, 12, channel)
     await drain(app, dispatcher, clock)
     assert sorted(channel.recipients()) == [f"chat-p{i:04d}" for i in range(12)]
-    first = channel.sent[0][1]
-    assert first[0].text.startswith("Hi Person")  # the invitation, then the first question
-    assert first[1].kind == "question"
+    (first,) = channel.sent[0][1]  # the invitation and the first question, as one message
+    assert first.text.startswith("Hi Person")
+    assert first.kind == "question"
+    assert first.choices
     rows = outbox(app)
     assert {r.status for r in rows} == {"sent"}
     assert all(r.attempts == 1 and r.external_ref and r.checkin_id for r in rows)
