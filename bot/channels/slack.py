@@ -520,7 +520,7 @@ class SlackChannel:
                 return None
             if isinstance(previous, dict) and previous.get("text") == text:
                 return None  # a link preview or a thread reply count changed, not the words
-            inbound = Inbound(sender=user, kind="edit", ref=ts, text=text, **common)
+            inbound = Inbound(sender=user, kind="edit", ref=ts, text=unescape_slack(text), **common)
             return inbound, channel, None
         if subtype == "message_deleted":
             previous = event.get("previous_message")
@@ -540,7 +540,8 @@ class SlackChannel:
             if event.get("files") or subtype == "file_share":
                 return Inbound(sender=user, kind="non_text", ref=_str(event.get("ts")), **common), channel, thread
             return None
-        return Inbound(sender=user, kind="text", text=text, ref=_str(event.get("ts")), **common), channel, thread
+        inbound = Inbound(sender=user, kind="text", text=unescape_slack(text), ref=_str(event.get("ts")), **common)
+        return inbound, channel, thread
 
     def translate_rating(self, body: JSON) -> tuple[Inbound, str, str] | None:
         """A rating button click as (Inbound, channel, message ts), or None when it is not valid."""
@@ -1106,6 +1107,12 @@ def _dig(data: Any, *keys: str) -> Any:
             return None
         data = data.get(key)
     return data
+
+
+def unescape_slack(text: str) -> str:
+    """The words as the person typed them: Slack sends ``&``, ``<`` and ``>`` escaped in message
+    text. (Mentions and links stay in Slack's ``<…>`` form; they are escaped again whenever shown.)"""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _obj(value: Any) -> JSON:

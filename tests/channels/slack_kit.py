@@ -125,12 +125,15 @@ class SlackRig:
         ts: str | None = None,
         event_id: str | None = None,
         headers: dict[str, str] | None = None,
+        markup: bool = False,
         **extra: Any,
     ) -> ClientResponse:
+        """A DM as Slack sends it: typed ``&``, ``<``, ``>`` arrive escaped, unless ``markup``
+        (the text is Slack's own markup, such as a ``<@U…>`` mention the person picked)."""
         event = {
             "type": "message",
             "user": user,
-            "text": text,
+            "text": text if markup else slack_escape(text),
             "ts": ts or self.next_ts(),
             "channel": dm_of(user),
             "channel_type": "im",
@@ -193,6 +196,10 @@ class SlackRig:
         posts = [p for p in self.posted(channel) if p.get("blocks") and p.get("ts")]
         assert posts, f"no rating message in {channel}"
         return posts[-1]
+
+
+def slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def dm_of(user: str) -> str:

@@ -329,3 +329,25 @@ async def test_logs_carry_neither_words_nor_tokens(slack_rig: SlackRig, caplog: 
     assert "zanzibar" not in logged
     assert slack_rig.api.bot_token not in logged
     assert SIGNING_SECRET not in logged
+
+
+async def test_words_are_stored_as_typed_not_as_slack_escapes_them(slack_rig: SlackRig) -> None:
+    await slack_rig.roster("ada", slack_user=ADA)
+    await slack_rig.invite("ada")
+    await slack_rig.dm(ADA, "7 - Q&A <3 is slow", ts="1800000000.000500")
+    assert (answers(slack_rig)[0].rating, answers(slack_rig)[0].text) == (7, "Q&A <3 is slow")
+    # Slack escapes an edited message's text the same way.
+    edited = {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel": ADA_DM,
+        "channel_type": "im",
+        "ts": "1800000000.000600",
+        "message": {"user": ADA, "text": "8 - R&amp;D &lt;3 is slow", "ts": "1800000000.000500"},
+        "previous_message": {"user": ADA, "text": "7 - Q&amp;A &lt;3 is slow", "ts": "1800000000.000500"},
+    }
+    await slack_rig.post(slack_rig.envelope(edited))
+    assert (answers(slack_rig)[0].rating, answers(slack_rig)[0].text) == (8, "R&D <3 is slow")
+    # Shown again, the words are escaped once: Slack displays them as typed.
+    await slack_rig.post(slack_rig.envelope({"type": "app_home_opened", "user": ADA, "tab": "home"}))
+    assert "R&amp;D &lt;3 is slow" in json.dumps(slack_rig.api.calls_to("views.publish")[-1])

@@ -35,7 +35,9 @@ async def test_two_waves_in_a_dm_ask_what_changed(make_app: Callable[..., App]) 
             # Wave 1, six months ago.
             await rig.invite("ada")
             await rig.click(ADA, value=9)
-            await rig.dm(ADA, "<@U0BOSS> onboarding was fast & support answered every ticket within the hour")
+            # A mention the person picked (Slack's markup), and a typed "&" (escaped by Slack).
+            words = "<@U0BOSS> onboarding was fast &amp; support answered every ticket within the hour"
+            await rig.dm(ADA, words, markup=True)
 
             # Wave 2, today.
             clock.now = NOW
