@@ -115,18 +115,22 @@ def load_channels(app: App) -> tuple[dict[str, Channel], list[str]]:
     """The configured chat channels that can run, and one line per channel saying why not."""
     channels: dict[str, Channel] = {}
     notes: list[str] = []
+    telegram, slack = app.config.channels.telegram, app.config.channels.slack
+    # A channel is worth loading when its credentials are in the environment. Slack can also run
+    # with only an OAuth app (client id and secret): workspaces then install it themselves.
+    slack_oauth = bool(resolve_secret(slack.client_id) and resolve_secret(slack.client_secret))
     specs = (
-        ("telegram", "bot.channels.telegram", "TelegramChannel", app.config.channels.telegram.enabled,
-         app.config.channels.telegram.token),
-        ("slack", "bot.channels.slack", "SlackChannel", app.config.channels.slack.enabled,
-         app.config.channels.slack.bot_token),
+        ("telegram", "bot.channels.telegram", "TelegramChannel", telegram.enabled,
+         resolve_secret(telegram.token) is not None, secret_name(telegram.token)),
+        ("slack", "bot.channels.slack", "SlackChannel", slack.enabled,
+         resolve_secret(slack.bot_token) is not None or slack_oauth, secret_name(slack.bot_token)),
     )  # fmt: skip
-    for name, module_name, class_name, enabled, token_ref in specs:
+    for name, module_name, class_name, enabled, configured, needed in specs:
         if not enabled:
             notes.append(f"{name}: off (disabled in config: channels.{name}.enabled)")
             continue
-        if resolve_secret(token_ref) is None:
-            notes.append(f"{name}: off — set {secret_name(token_ref)}")
+        if not configured:
+            notes.append(f"{name}: off — set {needed}")
             continue
         try:
             module = importlib.import_module(module_name)

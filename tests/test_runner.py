@@ -217,3 +217,25 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path, db_url: str) -> None:
     assert isinstance(result.exception, WebServerError)
     assert f"the web server cannot listen on 127.0.0.1:{port}" in str(result.exception)
     assert "stopped" in result.output  # what had started was shut down
+
+
+def test_slack_can_run_on_an_oauth_app_alone(make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several workspaces install Rapport themselves: no bot token, only the app's credentials."""
+    for name in ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAPPORT_TEST_SLACK_CLIENT_ID", "111.222")
+    monkeypatch.setenv("RAPPORT_TEST_SLACK_CLIENT_SECRET", "s3cret")
+    monkeypatch.setenv("RAPPORT_TEST_SLACK_SIGNING", "signing")
+    base = make_config()
+    slack = base.channels.slack.model_copy(
+        update={
+            "mode": "http",
+            "client_id": "${RAPPORT_TEST_SLACK_CLIENT_ID}",
+            "client_secret": "${RAPPORT_TEST_SLACK_CLIENT_SECRET}",
+            "signing_secret": "${RAPPORT_TEST_SLACK_SIGNING}",
+        }
+    )
+    config = base.model_copy(update={"channels": base.channels.model_copy(update={"slack": slack})})
+    channels, notes = load_channels(make_app(config_override=config))
+    assert "slack: on" in notes
+    assert "slack" in channels

@@ -201,6 +201,11 @@ class CheckinService:
         if checkin is None:
             if command == "help":
                 return [self._say("help", markup, final=True)]
+            if command == "stop":
+                # Between check-ins there is nothing to carry on with, so "stop" needs no
+                # confirmation; "start" undoes it.
+                person.opted_out_at = now
+                return [self._say("opted_out", markup)]
             if inbound.checkin_id is not None:
                 closed = s.get(Checkin, inbound.checkin_id)
                 if closed is not None and closed.person_id == person.id and closed.status == "completed":

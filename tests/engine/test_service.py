@@ -194,3 +194,20 @@ def test_one_open_checkin_per_person_and_program(make_app) -> None:
     b = app.service.start(person_ref="ann", program="customers", now=T0, channel="terminal")
     assert a.checkin_id == b.checkin_id
     assert b.created is False
+
+
+def test_stop_between_checkins_opts_out_at_once(make_app) -> None:
+    app = make_app()
+    seed(app)
+    conv = Conversation(app)
+    conv.start()
+    conv.say("9")
+    conv.say("All good")
+    assert "not hear from us" in conv.texts(conv.say("stop"))
+    with transaction(app.sessions) as s:
+        person = s.scalar(select(Person).where(Person.key == "ann"))
+        assert person is not None
+        assert person.opted_out_at is not None
+    with pytest.raises(OptedOut):
+        conv.start(T0 + dt.timedelta(days=200))
+    assert "again" in conv.texts(conv.say("start"))
