@@ -149,7 +149,7 @@ def compare(
         return
     s = detector.settings
     verdict = "changed" if assessment.changed else "not changed"
-    typer.echo(f"{verdict}: score {assessment.score:.2f} (changed from {s.threshold:.2f})")
+    typer.echo(f"{verdict}: score {assessment.score:.2f} (threshold {s.threshold:.2f})")
     if assessment.similarity is not None:
         typer.echo(f"cosine similarity: {assessment.similarity:.2f}")
     if not assessment.reasons:
