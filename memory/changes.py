@@ -1,20 +1,22 @@
 """Change detection: did this person's view move since they last answered?
 
 Cosine similarity of sentence embeddings measures *topic*, not *stance*: "I like the new dashboard"
-and "I dislike the new dashboard" are 0.90 apart by cosine, while a true paraphrase can score 0.40.
+and "I dislike the new dashboard" have cosine 0.90, while a true paraphrase can score 0.40.
 So the detector combines signals, and each one that fires carries a reason a person can read:
 
 * ``rating``      the rating for the same question moved by at least ``rating_delta`` points;
 * ``drift``       the new words are about something else than the previous answer (or than
                   anything the person said before);
-* ``stance``      the stance flipped: one answer negates what the other says, a word became its
-                  opposite, or the tone turned (VADER polarity, plus a small polarity head trained
-                  on patient-survey answers);
+* ``stance``      the stance flipped between answers about the same thing: one negates what
+                  the other says, a word became its opposite, or the tone (VADER polarity)
+                  turned from positive to negative or back;
 * ``appeared``    an idea the person did not mention last time;
 * ``disappeared`` an idea from last time that is gone today;
 * ``history``     the answer left the previous one and went back to an older one.
 
-The score is a noisy-OR of the signal strengths, in [0, 1]: 0 is the same view, 1 fully changed.
+The text signals lower an *effective similarity* (cosine minus a shift per signal), which a
+logistic curve turns into a score in [0, 1] (0 is the same view, 1 fully changed); a rating change
+joins by noisy-OR. Where no signal fires, the score ranks pairs exactly as cosine does.
 Every default below was calibrated on public data; ``docs/change-detection.md`` says how.
 """
 
@@ -96,26 +98,26 @@ class DetectorSettings:
     # effective similarity: a logistic curve fitted on STS-B train (human score < 1 against cosine).
     drift_center: float = 0.342
     drift_width: float = 0.078
-    # Kept for older callers: cosine at or above which two answers say the same thing.
+    # Unused since the drift curve replaced them; kept so that older callers still construct.
     same_cosine: float = 0.75
     different_cosine: float = 0.35
-    # |VADER compound| needed on both sides before a sign flip counts as a stance flip.
-    stance_min: float = 0.2
-    # The cosine range over which stance and contrast signals grow from not counting to counting
-    # in full: between answers on different topics the drift already says it all.
-    stance_low: float = 0.5
-    stance_high: float = 0.8
     # How far each signal, at full strength, lowers the effective similarity (in cosine units).
     stance_shift: float = 0.3
     negation_shift: float = 0.3
     opposite_shift: float = 0.6
+    history_shift: float = 0.3
     # Themes explain a change but do not move the score: a shift of 0.05 raised the longitudinal
     # proxy AUC by 0.02 and cost 0.006 of STS-B Spearman.
     theme_shift: float = 0.0
-    history_shift: float = 0.3
+    # |VADER compound| needed on both sides before a sign flip counts as a stance flip.
+    stance_min: float = 0.2
+    # The cosine ranges over which a tone flip, and a negation or opposite word, grow from not
+    # counting to counting in full: between answers on different topics the drift says it all.
+    stance_low: float = 0.5
+    stance_high: float = 0.8
     contrast_low: float = 0.5
     contrast_high: float = 0.8
-    # Share of content words (Jaccard) at which a contrast counts in full.
+    # Share of content words (Jaccard) at which a negation or opposite word counts in full.
     contrast_overlap: float = 0.5
     # Two clauses carry the same idea at or above this cosine (theme diff).
     theme_match: float = 0.5
@@ -269,7 +271,7 @@ class ChangeDetector:
     ) -> Assessment:
         s = self.settings
         signals: list[Reason] = []
-        similarity: float | None = None
+        cos: float | None = None
         previous = history[-1] if history else None
         if previous_rating is None and previous is not None:
             previous_rating = previous.rating
@@ -281,7 +283,6 @@ class ChangeDetector:
             before = _clean(previous.text)
             vec = vectors[text]
             cos = float(np.dot(vectors[before], vec))
-            similarity = round(cos, 4)
             older = [_clean(h.text) for h in history[:-1]]
             older_sims = vectors.matrix(older) @ vec if older else np.zeros(0, dtype=np.float32)
             quote = excerpt(previous.text, s.quote_chars)
@@ -292,14 +293,14 @@ class ChangeDetector:
             if older:
                 signals += self._history(history, cos, older_sims)
 
-        score = self._score(similarity, signals)
+        score = self._score(cos, signals)
         reasons = sorted((r for r in signals if r.strength >= s.reason_min), key=lambda r: r.strength, reverse=True)
         return Assessment(
             changed=score >= s.threshold,
             score=round(score, 6),
             reasons=tuple(reasons),
             compared_to=previous,
-            similarity=similarity,
+            similarity=None if cos is None else round(cos, 4),
         )
 
     def _score(self, similarity: float | None, signals: Sequence[Reason]) -> float:
