@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -132,8 +131,7 @@ class DetectorSettings:
 
 def excerpt(text: str, limit: int = 120) -> str:
     """A short quote of someone's words: the first sentence, cut at a word boundary."""
-    flat = " ".join(text.split())
-    first = _SENTENCE_END.split(flat, maxsplit=1)[0]
+    first = next(iter(stance.sentences(text)), "")
     if len(first) <= limit:
         # The quote sits inside a sentence of ours, so its own full stop would double up.
         return first.rstrip(".") if not first.endswith("...") else first
@@ -142,9 +140,6 @@ def excerpt(text: str, limit: int = 120) -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,;:-") + "…"
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
 
 def polarity(text: str) -> float:

@@ -163,10 +163,35 @@ def polarity(text: str) -> float:
     return _polarity(text)
 
 
-# Where one idea ends and the next begins: sentence ends, semicolons, and the connectives people
+# Words whose full stop does not end a sentence ("Dr. Lee was kind"); single letters (initials)
+# are handled alike.
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co", "mt", "approx"}
+)
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a text, in order, each on one line. A line break ends a sentence too."""
+    out: list[str] = []
+    for line in text.splitlines():
+        flat = " ".join(line.split())
+        start = 0
+        for end in _SENTENCE_END.finditer(flat):
+            word = flat[start : end.start()].rsplit(" ", 1)[-1].lower()
+            if flat[end.start()] == "." and (word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())):
+                continue
+            out.append(flat[start : end.end()].strip())
+            start = end.end()
+        if flat[start:].strip():
+            out.append(flat[start:].strip())
+    return out
+
+
+# Where one idea ends and the next begins inside a sentence: semicolons, and the connectives people
 # use to contrast a point or add one after a comma ("..., but support was slow").
 _CLAUSE_BREAK = re.compile(
-    r"(?<=[.!?…;])\s+|\s*;\s*|\n+|,?\s+\b(?:but|however|although|though|whereas)\b\s+|,\s+(?:and|plus|also)\s+",
+    r"\s*;\s*|,?\s+\b(?:but|however|although|though|whereas)\b\s+|,\s+(?:and|plus|also)\s+",
     re.IGNORECASE,
 )
 _LEADING = re.compile(r"^(?:(?:and|but|also|plus|however|so|then|although|though)\b[\s,]*)+", re.IGNORECASE)
@@ -178,8 +203,11 @@ def clauses(text: str, limit: int = 12) -> list[str]:
 
     A short piece ("Fast.") joins its neighbour rather than standing alone.
     """
-    flat = " ".join(text.split())
-    pieces = [_LEADING.sub("", p.strip(" ,;:-–—")).rstrip(".!") for p in _CLAUSE_BREAK.split(flat)]
+    pieces = [
+        _LEADING.sub("", p.strip(" ,;:-–—")).rstrip(".!")
+        for sentence in sentences(text)
+        for p in _CLAUSE_BREAK.split(sentence)
+    ]
     out: list[str] = []
     for p in pieces:
         if not p:
@@ -190,4 +218,4 @@ def clauses(text: str, limit: int = 12) -> list[str]:
             out.append(p)
     if len(out) > limit:
         out = [*out[: limit - 1], " ".join(out[limit - 1 :])]
-    return out or ([flat] if flat else [])
+    return out

@@ -285,3 +285,9 @@ def test_on_stsb_the_score_keeps_what_cosine_gets_right(embedder: Embedder, shar
     cosine = spearmanr([a.similarity for a in found], human).correlation
     assert detector >= 0.8
     assert detector >= cosine - 0.02
+
+
+def test_sentences_end_at_full_stops_and_line_breaks_but_not_after_titles_or_initials() -> None:
+    text = "Dr. J. Smith was kind. Mr. Lee was not!\nThe wait was long"
+    assert stance.sentences(text) == ["Dr. J. Smith was kind.", "Mr. Lee was not!", "The wait was long"]
+    assert stance.clauses(text) == ["Dr. J. Smith was kind", "Mr. Lee was not", "The wait was long"]
