@@ -115,7 +115,9 @@ class SentenceTransformerEmbedder:
             return contextlib.nullcontext()
         import torch
 
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        # These probes are private torch helpers; a torch without them keeps float32.
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        native = any(getattr(torch.cpu, name, lambda: False)() for name in probes)
         if self._precision == "bfloat16" or native:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
