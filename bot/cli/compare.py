@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bot.cli._app import _globals, app, fail, load
+from memory.errors import RapportError
 
 if TYPE_CHECKING:
     from memory.changes import Assessment, ChangeDetector
@@ -38,7 +39,7 @@ class Pair:
     current_rating: int | None
 
 
-class PairsFileError(ValueError):
+class PairsFileError(RapportError):
     """A pairs file that cannot be read; the message names the line."""
 
 
