@@ -320,7 +320,8 @@ class DigestsConfig(Strict):
     on_wave_close: bool = True
     # Default delivery: email (SMTP, see `email:`), slack or telegram (the owner's linked
     # account, `rapport owners link`), or file (written under `directory`).
-    channel: DigestChannel = "email"
+    # "file" by default: it works with no set-up, where e-mail needs an SMTP server.
+    channel: DigestChannel = "file"
     # Per-owner or per-program schedules; they override `cron` (and `channel` when given).
     schedules: list[DigestSchedule] = Field(default_factory=list)
     # Rating movement (points) that puts a person in the digest on its own.
@@ -381,6 +382,18 @@ class Config(Strict):
         if bad:
             raise ValueError(f"program names are lower-case words; not: {', '.join(bad)}")
         return programs
+
+    @model_validator(mode="after")
+    def _digest_programs(self) -> Config:
+        unknown = [
+            (i, sched.program)
+            for i, sched in enumerate(self.digests.schedules)
+            if sched.program is not None and sched.program not in self.programs
+        ]
+        if unknown:
+            where = ", ".join(f"digests.schedules[{i}].program: {name!r}" for i, name in unknown)
+            raise ValueError(f"no such program ({where}); configured: {', '.join(self.programs)}")
+        return self
 
     def program(self, name: str) -> ProgramConfig:
         try:

@@ -134,3 +134,11 @@ def test_every_setting_is_documented() -> None:
     documented |= {m for block in fenced for m in re.findall(r"^\s*(\w+):", block, re.M)}
     missing = sorted({f for f in _fields(Config) if f not in documented})
     assert not missing, f"settings missing from README.md / docs/: {missing}"
+
+
+def test_digest_schedules_name_configured_programs() -> None:
+    data = base()
+    data.setdefault("digests", {})["schedules"] = [{"program": "customres", "cron": "0 8 * * mon"}]
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert "digests.schedules[0].program: 'customres'" in str(err.value.problems)
