@@ -20,6 +20,9 @@ Modes: Socket Mode (default; an app-level ``xapp-`` token, no public URL) or the
 on Rapport's own web server at ``/slack/events`` (every request signature-checked by Bolt).
 With ``client_id``/``client_secret`` set, Rapport serves the OAuth install flow and keeps each
 workspace's installation in its database (``bot.channels.slack_install``).
+
+Block Kit payloads are built in ``bot.channels.slack_blocks`` (pure), and the roster work in the
+database (linking by e-mail, the App Home's history, stops) is in ``bot.channels.slack_people``.
 """
 
 from __future__ import annotations
@@ -57,12 +60,20 @@ from sqlalchemy.exc import IntegrityError
 
 import prompts
 from bot.channels.base import Address, Inbound, Markup, Outbound, Sent
+from bot.channels.slack_blocks import (
+    HOME_RESUME_ACTION,
+    HOME_STOP_ACTION,
+    JSON,
+    RATING_ACTION,
+    message_payload,
+)
+from bot.channels.slack_blocks import HomeEntry as HomeEntry  # re-exported (moved to slack_blocks)
+from bot.channels.slack_blocks import home_view as home_view
 from bot.channels.slack_install import BOT_SCOPES, ThreadedInstallationStore, ThreadedStateStore
+from bot.channels.slack_people import HOME_CHECKINS as HOME_CHECKINS
+from bot.channels.slack_people import SlackPeople
 from bot.engine.service import CheckinService
-from memory import store
-from memory.db import transaction
 from memory.errors import PermanentFailure, RetryLater, Unreachable
-from memory.models import OPEN_STATUSES, ChannelIdentity, Person
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -93,22 +104,14 @@ INSTALLATION_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "team_access_revoked", "app_uninstalled"}
 )
 
-RATING_ACTION = "rapport_rating"
-HOME_STOP_ACTION = "rapport_home_stop"
-HOME_RESUME_ACTION = "rapport_home_resume"
 # "<check-in id>:<value>": both whole numbers; anything else is refused (the value is untrusted).
 _RATING_VALUE = re.compile(r"^(\d{1,12}):(-?\d{1,3})$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 # Message subtypes that carry a person's own words. Other subtypes are Slack's notices
 # (channel_join, pinned_item, ...) and are not answers.
 _TEXT_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
-# The App Home shows at most this many check-ins (newest first) and characters of each answer.
-HOME_CHECKINS = 12
-HOME_TEXT_CHARS = 600
 # How long the part of a failed batch that did go out is remembered, so a retry skips it.
 PARTIAL_BATCH_SECONDS = 6 * 3600
-
-JSON = dict[str, Any]
 
 
 def utcnow() -> dt.datetime:
@@ -168,6 +171,7 @@ class SlackChannel:
         if oauth is None and not bot_token:
             raise ValueError("a bot token is needed unless the multi-workspace install flow is on")
         self.service = service
+        self.people = SlackPeople(service.sessions)
         self.mode = mode
         self.api_base_url = api_base_url
         self.app_token = app_token
@@ -592,7 +596,7 @@ class SlackChannel:
         key = (workspace, user)
         if self._checked_senders.get(key, 0.0) > time.monotonic():
             return
-        if await asyncio.to_thread(self._has_identity, user, workspace):
+        if await asyncio.to_thread(self.people.has_identity, user, workspace):
             return
         self._checked_senders[key] = time.monotonic() + 3600
         try:
@@ -606,25 +610,10 @@ class SlackChannel:
         email = _str(_dig(data, "user", "profile", "email"))
         if not email:
             return
-        linked: bool = await asyncio.to_thread(self._link_by_email, email, user, workspace)
+        linked: bool = await asyncio.to_thread(self.people.link_by_email, email, user, workspace, self.clock())
         if linked:
             self._checked_senders.pop(key, None)
             log.info("slack: a roster entry was linked by e-mail when they wrote first")
-
-    def _has_identity(self, user: str, workspace: str) -> bool:
-        with transaction(self.service.sessions) as s:
-            return store.find_identity(s, channel=NAME, external_id=user, workspace=workspace) is not None
-
-    def _link_by_email(self, email: str, user: str, workspace: str) -> bool:
-        with transaction(self.service.sessions) as s:
-            person = store.find_person(s, email.lower())
-            if person is None or person.email != email.lower():
-                return False
-            if any(i.channel == NAME and i.workspace == workspace for i in store.identities_of(s, person.id)):
-                return False  # already linked to another Slack user: an e-mail never moves it
-            store.link_identity(s, person=person, channel=NAME, external_id=user, workspace=workspace,
-                                now=self.clock())  # fmt: skip
-            return True
 
     async def _converse(self, client: AsyncWebClient, inbound: Inbound, channel: str, thread: str | None) -> None:
         replies = await self._handle(inbound)
@@ -729,39 +718,11 @@ class SlackChannel:
         await self._publish_home(client, user, self._workspace(body))
 
     async def _publish_home(self, client: AsyncWebClient, user: str, workspace: str) -> None:
-        view = await asyncio.to_thread(self._home_view, user, workspace)
+        view = await asyncio.to_thread(self.people.home_view, user, workspace, self.service.programs)
         try:
             await client.views_publish(user_id=user, view=view)
         except (SlackApiError, aiohttp.ClientError, TimeoutError):
             log.warning("slack: the App Home could not be published")
-
-    def _home_view(self, user: str, workspace: str) -> JSON:
-        with transaction(self.service.sessions) as s:
-            identity = store.find_identity(s, channel=NAME, external_id=user, workspace=workspace)
-            if identity is None:
-                return home_view(entries=None, opted_out=False)
-            person = identity.person
-            entries: list[HomeEntry] = []
-            for checkin in reversed(store.history(s, person.id)):
-                program = self.service.programs.get(checkin.program.name)
-                lines: list[tuple[str, str]] = []
-                for answer in checkin.answers:
-                    question = program.question(answer.question) if program else None
-                    label = question.text if question else answer.question
-                    if answer.skipped:
-                        lines.append((label, "(skipped)"))
-                    elif answer.rating is not None:
-                        lines.append((label, str(answer.rating) + (f" — {answer.text}" if answer.text else "")))
-                    elif answer.text:
-                        lines.append((label, answer.text))
-                for followup in checkin.followups:
-                    if followup.answer_text:
-                        lines.append(("What changed", followup.answer_text))
-                title = (program.title if program else None) or checkin.program.name
-                entries.append(HomeEntry(when=checkin.started_at, title=title, status=checkin.status, lines=lines))
-                if len(entries) >= HOME_CHECKINS:
-                    break
-            return home_view(entries=entries, opted_out=person.opted_out_at is not None)
 
     async def _on_home_button(self, body: JSON, client: AsyncWebClient) -> None:
         actions = body.get("actions")
@@ -773,7 +734,7 @@ class SlackChannel:
         now = self.clock()
         if action.get("action_id") == HOME_STOP_ACTION:
             # The button carries Slack's own confirmation dialog, so one click here is a decision.
-            stopped = await asyncio.to_thread(self._opt_out, user, workspace, now)
+            stopped = await asyncio.to_thread(self.people.opt_out, user, workspace, now)
             replies = [Outbound(text=prompts.render("person/opted_out", self.markup))] if stopped else []
         else:
             replies = await self._handle(
@@ -789,20 +750,6 @@ class SlackChannel:
                 await self._reply(client, dm, replies, None)
         await self._publish_home(client, user, workspace)
 
-    def _opt_out(self, user: str, workspace: str, now: dt.datetime) -> bool:
-        """Record the person's stop, as the engine's confirmed ``stop`` does. False if unknown."""
-        with transaction(self.service.sessions) as s:
-            identity = store.find_identity(s, channel=NAME, external_id=user, workspace=workspace)
-            if identity is None:
-                return False
-            person: Person = identity.person
-            if person.opted_out_at is None:
-                person.opted_out_at = now
-            for checkin in store.open_checkins(s, person.id):
-                if checkin.status in OPEN_STATUSES:
-                    checkin.status, checkin.updated_at = "opted_out", now
-            return True
-
     # People -----------------------------------------------------------------------------------
 
     async def link_people(self) -> LinkReport:
@@ -811,7 +758,7 @@ class SlackChannel:
         teams = await self.installations.teams() if self.installations is not None else [""]
         for team in teams:
             workspace = team if self.multi_workspace else ""
-            pending = await asyncio.to_thread(self._people_to_link, workspace)
+            pending = await asyncio.to_thread(self.people.people_to_link, workspace)
             if not pending:
                 continue
             client = await self._client_for(workspace)
@@ -828,7 +775,7 @@ class SlackChannel:
                 if user is None:
                     report.not_found.append(key)
                     continue
-                await asyncio.to_thread(self._link, key, user, workspace)
+                await asyncio.to_thread(self.people.link, key, user, workspace, self.clock())
                 report.linked.append(key)
         if report.not_found or report.failed:
             log.warning(
@@ -836,20 +783,6 @@ class SlackChannel:
                 extra={"not_found": len(report.not_found), "failed": len(report.failed)},
             )
         return report
-
-    def _people_to_link(self, workspace: str) -> list[tuple[str, str]]:
-        from sqlalchemy import select
-
-        with transaction(self.service.sessions) as s:
-            linked = select(ChannelIdentity.person_id).where(
-                ChannelIdentity.channel == NAME, ChannelIdentity.workspace == workspace
-            )
-            rows = s.execute(
-                select(Person.key, Person.email)
-                .where(Person.email.is_not(None), Person.id.not_in(linked))
-                .order_by(Person.key)
-            ).all()
-            return [(k, e) for k, e in rows if e]
 
     async def _lookup_email(self, client: AsyncWebClient, workspace: str, email: str) -> str | None:
         """users.lookupByEmail, cached for an hour (also "not found", so a roster refresh is cheap)."""
@@ -866,13 +799,6 @@ class SlackChannel:
             user = None
         self._email_cache[(workspace, email)] = (user, time.monotonic() + 3600)
         return user
-
-    def _link(self, person_key: str, user: str, workspace: str) -> None:
-        with transaction(self.service.sessions) as s:
-            person = store.find_person(s, person_key)
-            if person is not None:
-                store.link_identity(s, person=person, channel=NAME, external_id=user, workspace=workspace,
-                                    now=self.clock())  # fmt: skip
 
     # Delivery ---------------------------------------------------------------------------------
 
@@ -898,16 +824,8 @@ class SlackChannel:
         conversation = _str(_dig(data, "channel", "id"))
         if not conversation:
             raise PermanentFailure("conversations.open returned no channel")
-        await asyncio.to_thread(self._remember_dm, address, conversation)
+        await asyncio.to_thread(self.people.remember_dm, address, conversation)
         return conversation
-
-    def _remember_dm(self, address: Address, conversation: str) -> None:
-        with transaction(self.service.sessions) as s:
-            identity = store.find_identity(
-                s, channel=NAME, external_id=address.external_id, workspace=address.workspace
-            )
-            if identity is not None:
-                identity.address = conversation
 
     async def _post(
         self,
@@ -953,22 +871,13 @@ class SlackChannel:
                 if status >= 500:
                     raise RetryLater(f"slack server error {status}") from None
                 if error in UNREACHABLE_ERRORS and address is not None:
-                    await asyncio.to_thread(self._mark_unreachable, address, error)
+                    await asyncio.to_thread(self.people.mark_unreachable, address, error, self.clock())
                     raise Unreachable(error) from None
                 if error in INSTALLATION_ERRORS:
                     raise PermanentFailure(f"slack installation unusable: {error}") from None
                 raise PermanentFailure(error or f"slack http {status}") from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise RetryLater(f"network: {type(exc).__name__}") from None
-
-    def _mark_unreachable(self, address: Address, reason: str) -> None:
-        with transaction(self.service.sessions) as s:
-            identity = store.find_identity(
-                s, channel=NAME, external_id=address.external_id, workspace=address.workspace
-            )
-            if identity is not None:
-                store.mark_unreachable(s, identity, reason, self.clock())
-        log.warning("slack: person unreachable", extra={"reason": reason})
 
 
 def acknowledgeable(response: BoltResponse) -> BoltResponse:
@@ -996,106 +905,6 @@ class _SocketModeHandler(AsyncSocketModeHandler):
             log.exception("slack: dispatching a Socket Mode envelope failed")
             response = BoltResponse(status=200, body="")
         await send_async_response(client, req, response, start)
-
-
-# Block Kit ------------------------------------------------------------------------------------
-
-
-def message_payload(message: Outbound) -> JSON:
-    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question.
-
-    ``message.text`` is already rendered for ``slack_mrkdwn`` (people's words escaped).
-    """
-    if not message.choices or message.checkin_id is None:
-        return {"text": message.text}
-    blocks: list[JSON] = [{"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}}]
-    buttons = [
-        {
-            "type": "button",
-            "action_id": f"{RATING_ACTION}_{choice.value}",
-            "text": {"type": "plain_text", "text": choice.label[:75] or str(choice.value)},
-            "value": f"{message.checkin_id}:{int(choice.value)}",
-        }
-        for choice in message.choices
-    ]
-    for start in range(0, len(buttons), 25):  # Slack allows 25 elements per actions block
-        elements = buttons[start : start + 25]
-        blocks.append({"type": "actions", "block_id": f"{RATING_ACTION}_{start}", "elements": elements})
-    return {"text": message.text, "blocks": blocks}
-
-
-@dataclass(frozen=True)
-class HomeEntry:
-    when: dt.datetime
-    title: str
-    status: str
-    lines: list[tuple[str, str]]
-
-
-def home_view(*, entries: list[HomeEntry] | None, opted_out: bool) -> JSON:
-    """The App Home: the person's own check-ins, newest first, and a stop/resume button.
-
-    Every word a person wrote is escaped for mrkdwn, so ``<!channel>`` or a link shows as typed.
-    """
-    esc = prompts.escape_slack
-    blocks: list[JSON] = [{"type": "header", "text": {"type": "plain_text", "text": "Your check-ins"}}]
-    if entries is None:
-        text = prompts.render("person/unknown_person", "slack_mrkdwn")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-        return {"type": "home", "blocks": blocks}
-    if opted_out:
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": "You have stopped check-ins. You can start them again any time."},
-                "accessory": _button("Resume check-ins", HOME_RESUME_ACTION, style="primary"),
-            }
-        )
-    else:
-        stop = _button("Stop check-ins", HOME_STOP_ACTION, style="danger")
-        stop["confirm"] = {
-            "title": {"type": "plain_text", "text": "Stop check-ins?"},
-            "text": {"type": "mrkdwn", "text": "You will not hear from us again until you resume them here."},
-            "confirm": {"type": "plain_text", "text": "Stop"},
-            "deny": {"type": "plain_text", "text": "Keep them"},
-        }
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": "Short check-ins, in your own words. Only you see this page."},
-                "accessory": stop,
-            }
-        )
-    if not entries:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No check-ins yet."}})
-    for entry in entries or []:
-        blocks.append({"type": "divider"})
-        when = f"{entry.when.day} {entry.when.strftime('%B %Y')}"
-        head = f"*{esc(entry.title)}* · {when} · {esc(entry.status.replace('_', ' '))}"
-        body = "\n".join(f"{_quote_label(label)}\n{_quote(value)}" for label, value in entry.lines)
-        text = head + ("\n" + body if body else "\n_No answers._")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
-    return {"type": "home", "blocks": blocks[:100]}
-
-
-def _quote_label(label: str) -> str:
-    return f"*{prompts.escape_slack(label)}*"
-
-
-def _quote(value: str) -> str:
-    lines = prompts.escape_slack(_clip(value)).splitlines() or [""]
-    return "\n".join(f">{line}" for line in lines)
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= HOME_TEXT_CHARS else text[: HOME_TEXT_CHARS - 1] + "…"
-
-
-def _button(text: str, action_id: str, *, style: str | None = None) -> JSON:
-    button: JSON = {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": text}}
-    if style:
-        button["style"] = style
-    return button
 
 
 # Small helpers for partial payloads ------------------------------------------------------------
