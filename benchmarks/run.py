@@ -1,0 +1,42 @@
+"""Run every benchmark and print one JSON object: {"benchmark name": its JSON output, ...}.
+
+    make bench                     # or: .venv/bin/python benchmarks/run.py [name ...]
+
+Each benchmark is a script of its own that prints JSON; this runs them one after another (so
+they do not compete for the CPU) and collects the results with the machine they ran on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = ("evaluate_changes", "scheduler", "telegram_send", "slack_ack", "digests")
+
+
+def main(names: list[str]) -> int:
+    results: dict[str, object] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
+    failed = False
+    for name in names or BENCHMARKS:
+        proc = subprocess.run([sys.executable, str(HERE / f"{name}.py")], capture_output=True, text=True, check=False)
+        try:
+            results[name] = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            results[name] = {"error": f"exit {proc.returncode}", "stderr": proc.stderr[-2000:]}
+            failed = True
+        print(f"{name}: done", file=sys.stderr)
+    print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
