@@ -16,9 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import threading
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.db import transaction
@@ -52,8 +54,14 @@ class AdvisoryLockLeader:
         self.key = lock_id(name)
         self._conn: Connection | None = None
         self.is_leader = False
+        # The tick and leader-only jobs ask from worker threads; a connection serves one at a time.
+        self._lock = threading.Lock()
 
     def acquire(self, now: dt.datetime) -> bool:
+        with self._lock:
+            return self._acquire()
+
+    def _acquire(self) -> bool:
         if self._conn is not None:
             try:
                 self._conn.execute(text("SELECT 1"))
@@ -105,22 +113,31 @@ class LeaseLeader:
         self.ttl = ttl
         self.name = name
         self.is_leader = False
+        self._lock = threading.Lock()
 
     def acquire(self, now: dt.datetime) -> bool:
-        with transaction(self.sessions) as s:
-            lease = s.scalar(select(SchedulerLease).where(SchedulerLease.name == self.name))
-            if lease is None:
-                s.add(SchedulerLease(name=self.name, holder=self.holder, until=now + self.ttl))
-                got = True
-            elif lease.holder == self.holder or lease.until < now:
-                lease.holder, lease.until = self.holder, now + self.ttl
-                got = True
-            else:
-                got = False
+        # The tick and leader-only jobs ask from worker threads at the same moment; one at a time.
+        with self._lock:
+            try:
+                got = self._acquire(now)
+            except IntegrityError:
+                # Another process created the lease row between our read and our insert.
+                got = self._acquire(now)
         if got and not self.is_leader:
             log.info("scheduler leader: this process schedules")
         self.is_leader = got
         return got
+
+    def _acquire(self, now: dt.datetime) -> bool:
+        with transaction(self.sessions) as s:
+            lease = s.scalar(select(SchedulerLease).where(SchedulerLease.name == self.name))
+            if lease is None:
+                s.add(SchedulerLease(name=self.name, holder=self.holder, until=now + self.ttl))
+                return True
+            if lease.holder == self.holder or lease.until < now:
+                lease.holder, lease.until = self.holder, now + self.ttl
+                return True
+            return False
 
     def release(self) -> None:
         if not self.is_leader:

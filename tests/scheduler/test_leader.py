@@ -97,3 +97,16 @@ def test_advisory_lock_is_released_when_the_holding_process_is_killed(db_url: st
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def test_the_tick_and_a_job_asking_at_once_do_not_fail(engine: Engine) -> None:
+    """At start the tick and leader-only jobs ask from two worker threads on an empty table."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sessions = db.make_sessionmaker(engine)
+    for attempt in range(5):
+        leader = make_leader(engine, sessions, holder=f"p{attempt}", ttl=dt.timedelta(seconds=90))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(lambda _: leader.acquire(NOW), range(2)))
+        assert results == [True, True]
+        leader.release()
