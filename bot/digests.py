@@ -289,11 +289,13 @@ class DigestDelivery:
         from bot.engine.ports import Outbound
 
         if channel == "telegram":
-            text = telegram_text(d)
+            message = Outbound(text=telegram_text(d))
         else:
-            # Channel adapters send text; Block Kit needs an Outbound with blocks (see docs/digests.md).
-            payload = slack_payload(d, markup="slack_mrkdwn")
-            text = "\n\n".join(b["text"]["text"] for b in payload["blocks"] if "text" in b)
+            # Slack posts the Block Kit digest (people's words in plain_text blocks, shown as
+            # typed); the text, escaped for mrkdwn, is the notification and fallback.
+            fallback = slack_payload(d, markup="slack_mrkdwn")
+            text = "\n\n".join(b["text"]["text"] for b in fallback["blocks"] if "text" in b)
+            message = Outbound(text=text, blocks=tuple(slack_payload(d)["blocks"]))
         address = Address(channel=channel, external_id=link.external_id, workspace=link.workspace)
-        sent = await adapter.send(address, [Outbound(text=text)])
+        sent = await adapter.send(address, [message])
         return getattr(sent, "external_ref", None)

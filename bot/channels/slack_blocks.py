@@ -20,13 +20,19 @@ HOME_STOP_ACTION = "rapport_home_stop"
 HOME_RESUME_ACTION = "rapport_home_resume"
 # Characters of each answer the App Home shows.
 HOME_TEXT_CHARS = 600
+# Slack refuses a message with more blocks than this.
+MAX_BLOCKS = 50
 
 
 def message_payload(message: Outbound) -> JSON:
-    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question.
+    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question, or the
+    message's own Block Kit ``blocks`` (a digest) with ``text`` as the notification fallback.
 
-    ``message.text`` is already rendered for ``slack_mrkdwn`` (people's words escaped).
+    ``message.text`` is already rendered for ``slack_mrkdwn`` (people's words escaped), and
+    ``message.blocks`` are built by Rapport with people's words inert.
     """
+    if message.blocks:
+        return {"text": message.text, "blocks": [dict(b) for b in message.blocks[:MAX_BLOCKS]]}
     if not message.choices or message.checkin_id is None:
         return {"text": message.text}
     blocks: list[JSON] = [{"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}}]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 InboundKind = Literal["text", "choice", "command", "edit", "delete", "non_text"]
 
@@ -50,3 +50,7 @@ class Outbound:
     # "question" (a core question), "followup", or "message".
     kind: Literal["question", "followup", "message"] = "message"
     question: str | None = None
+    # Slack Block Kit blocks, built by Rapport (people's words already made inert). Channels that
+    # understand them (Slack) post them, with ``text`` as the notification fallback; all other
+    # channels send ``text`` alone, so ``text`` must always be the whole message on its own.
+    blocks: tuple[dict[str, Any], ...] | None = None
