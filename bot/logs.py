@@ -42,8 +42,8 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Client libraries log request bodies at DEBUG; those can hold people's words and tokens.
-    for noisy in ("httpx", "httpcore", "telegram", "slack_bolt", "slack_sdk", "sentence_transformers"):
+    for noisy in ("httpx", "httpcore", "telegram", "slack_bolt", "slack_sdk"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
     # Migrations and the scheduler's own job bookkeeping say nothing an operator needs at INFO.
-    for chatty in ("alembic", "apscheduler"):
+    for chatty in ("alembic", "apscheduler", "sentence_transformers"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))

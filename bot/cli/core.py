@@ -119,6 +119,7 @@ def history_data(application: Any, person_ref: str) -> dict[str, Any]:
         person = store.require_person(s, person_ref)
         # Owner-facing: anonymous programs' check-ins never appear per person (docs/digests.md).
         checkins = anonymity.visible_checkins(s, person_ids=[person.id])
+        hidden = len(store.history(s, person.id)) - len(checkins)
         identities = store.identities_of(s, person.id)
         return {
             "person": {
@@ -131,6 +132,8 @@ def history_data(application: Any, person_ref: str) -> dict[str, Any]:
                     for i in identities
                 ],
             },
+            # Check-ins of anonymous programs: counted, never shown per person.
+            "anonymous_checkins_hidden": hidden,
             "checkins": [
                 {
                     "id": c.id, "program": c.program.name, "status": c.status, "source": c.source,
@@ -182,6 +185,8 @@ def history(
     for ident in p["channels"]:
         state = "reachable" if ident["reachable"] else f"UNREACHABLE ({ident['unreachable_reason']})"
         console.print(f"  {ident['channel']}: {state}")
+    if data["anonymous_checkins_hidden"]:
+        console.print(f"  {data['anonymous_checkins_hidden']} check-in(s) in anonymous programs are not shown")
     for c in data["checkins"]:
         console.print(f"\n[bold]{c['started_at'][:10]}[/bold] {c['program']} · {c['status']} · {c['source']}")
         for a in c["answers"]:
