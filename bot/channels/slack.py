@@ -10,6 +10,8 @@ person's DM. What each kind of event does is listed in ``docs/slack.md``; in sho
 * an edited DM (``message_changed``) corrects that answer while the check-in is open, a deleted
   one (``message_deleted``) is acknowledged and changes nothing;
 * the App Home tab shows the person's own history and a stop/resume button;
+* the *Record a promise* message shortcut opens a form for owners and records the promise
+  (``bot.channels.slack_promises``);
 * everything else (bots, channels, reactions, unknown events) is acknowledged and ignored.
 
 Slack retries an event it thinks we missed, and the engine processes each ``event_id`` once (the
@@ -72,6 +74,15 @@ from bot.channels.slack_blocks import home_view as home_view
 from bot.channels.slack_install import BOT_SCOPES, ThreadedInstallationStore, ThreadedStateStore
 from bot.channels.slack_people import HOME_CHECKINS as HOME_CHECKINS
 from bot.channels.slack_people import SlackPeople
+from bot.channels.slack_promises import (
+    PROMISE_SHORTCUT,
+    TEXT_BLOCK,
+    SlackPromises,
+    errors_for,
+    notice_modal,
+    promise_modal,
+    read_form,
+)
 from bot.engine.service import CheckinService
 from memory.errors import PermanentFailure, RetryLater, Unreachable
 
@@ -172,6 +183,7 @@ class SlackChannel:
             raise ValueError("a bot token is needed unless the multi-workspace install flow is on")
         self.service = service
         self.people = SlackPeople(service.sessions)
+        self.promises = SlackPromises(service.sessions)
         self.mode = mode
         self.api_base_url = api_base_url
         self.app_token = app_token
@@ -438,6 +450,17 @@ class SlackChannel:
         async def on_home_button(ack: Callable[[], Awaitable[Any]], body: JSON, client: AsyncWebClient) -> None:
             await ack()
             self._spawn(self._on_home_button(body, client))
+
+        @app.shortcut(PROMISE_SHORTCUT)
+        async def on_promise_shortcut(ack: Callable[[], Awaitable[Any]], body: JSON, client: AsyncWebClient) -> None:
+            await ack()
+            self._spawn(self._on_promise_shortcut(body, client))
+
+        @app.view(PROMISE_SHORTCUT)
+        async def on_promise_form(ack: Callable[..., Awaitable[Any]], body: JSON) -> None:
+            # Answered in the acknowledgement itself (errors under the fields, or the outcome),
+            # so the work runs before it: one short transaction.
+            await self._on_promise_form(ack, body)
 
         async def ack_and_ignore(ack: Callable[[], Awaitable[Any]], body: JSON) -> None:
             await ack()
@@ -707,6 +730,54 @@ class SlackChannel:
                 return  # only user tokens went; the bot still works
             self._disabled_teams.add(team)
         log.warning("slack installation disabled", extra={"team": team, "uninstalled": uninstalled})
+
+    # Promise shortcut -------------------------------------------------------------------------
+
+    async def _on_promise_shortcut(self, body: JSON, client: AsyncWebClient) -> None:
+        """An owner picked "Record a promise" on a message: open the form (anyone else: a notice)."""
+        user, trigger = _str(_dig(body, "user", "id")), _str(body.get("trigger_id"))
+        if not user or not trigger:
+            return
+        message = _obj(body.get("message"))
+        text = unescape_slack(_str(message.get("text")) or "")
+        workspace = self._workspace(body)
+        person = await asyncio.to_thread(
+            self.promises.prefill, user, workspace, _str(message.get("user")), self.clock()
+        )
+        if person is None:
+            log.info("slack: the promise shortcut was refused to someone who is not an owner")
+            view = notice_modal(prompts.render("owner/promise_not_owner", "plain"))
+        else:
+            view = promise_modal(text=text, person=person)
+        try:
+            await client.views_open(trigger_id=trigger, view=view)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError):
+            log.warning("slack: the promise form could not be opened")
+
+    async def _on_promise_form(self, ack: Callable[..., Awaitable[Any]], body: JSON) -> None:
+        form, user = read_form(body.get("view")), _str(_dig(body, "user", "id"))
+        if form is None or not user:
+            log.warning("slack: an unreadable promise form was closed")
+            await ack()
+            return
+        try:
+            outcome, message = await asyncio.to_thread(
+                self.promises.record, form, user=user, workspace=self._workspace(body), now=self.clock(),
+                key=_str(_dig(body, "view", "id")),
+            )  # fmt: skip
+        except IntegrityError:
+            outcome, message = "duplicate", ""  # the same form, recorded by a racing submission
+        except Exception:
+            log.exception("slack: recording a promise from the form failed")
+            await ack(response_action="errors", errors={TEXT_BLOCK: prompts.render("person/try_again", "plain")})
+            return
+        log.info("slack: promise form handled", extra={"outcome": outcome})
+        if outcome in ("unknown_person", "usage"):
+            await ack(response_action="errors", errors=errors_for(outcome, message))
+        elif outcome == "duplicate":
+            await ack(response_action="clear")
+        else:
+            await ack(response_action="update", view=notice_modal(message))
 
     # App Home ---------------------------------------------------------------------------------
 

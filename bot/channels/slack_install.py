@@ -23,7 +23,7 @@ from sqlalchemy import Engine, select
 log = logging.getLogger(__name__)
 
 #: Bot scopes Rapport asks for when a workspace installs it (the same as slack-manifest.yaml).
-BOT_SCOPES = ("chat:write", "im:history", "im:read", "im:write", "users:read", "users:read.email")
+BOT_SCOPES = ("chat:write", "commands", "im:history", "im:read", "im:write", "users:read", "users:read.email")
 
 
 class ThreadedInstallationStore(AsyncInstallationStore):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 _COMMAND = re.compile(r"^\s*/?promise(?:@\w+)?(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
 _TARGET = re.compile(r"^(?:<@(?P<slack>[A-Z0-9]+)(?:\|[^>]*)?>|@(?P<ref>\S+))\s*(?P<text>.*)$", re.DOTALL)
 _DUE = re.compile(r"\s+by\s+(?P<date>\d{4}-\d{2}-\d{2})\s*[.!]?\s*$", re.IGNORECASE)
+
+#: What became of a promise an owner gave: recorded, nobody by that name, or no words.
+PromiseOutcome = Literal["recorded", "unknown_person", "usage"]
 
 
 def owner_of(s: Session, inbound: Inbound) -> Owner | None:
@@ -89,21 +93,53 @@ def handle_owner_message(s: Session, inbound: Inbound, markup: prompts.Markup) -
             return say("promise_bad_date", value=due.group("date"))
         due_at = dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC)
         words = words[: due.start()].strip()
+    slack_user = target.group("slack")
+    ref = slack_user or target.group("ref")
+    _, replies = _record(
+        s, owner, inbound, ref=ref, slack_user=bool(slack_user), words=words, due_at=due_at, markup=markup
+    )
+    return replies
+
+
+def promise_from_form(
+    s: Session, inbound: Inbound, *, person: str, text: str, due: dt.date | None, markup: prompts.Markup
+) -> tuple[PromiseOutcome, list[Outbound]] | None:
+    """A promise given in a form (Slack's promise shortcut) rather than typed: the same owner
+    check and recording as ``promise @person text [by DATE]``. ``person`` is a roster key or
+    e-mail; None when the sender is not an owner (nothing is recorded)."""
+    owner = owner_of(s, inbound)
+    if owner is None:
+        return None
+    due_at = dt.datetime(due.year, due.month, due.day, 12, tzinfo=dt.UTC) if due is not None else None
+    ref = person.strip().removeprefix("@")
+    return _record(s, owner, inbound, ref=ref, slack_user=False, words=text.strip(), due_at=due_at, markup=markup)
+
+
+def _record(
+    s: Session,
+    owner: Owner,
+    inbound: Inbound,
+    *,
+    ref: str,
+    slack_user: bool,
+    words: str,
+    due_at: dt.datetime | None,
+    markup: prompts.Markup,
+) -> tuple[PromiseOutcome, list[Outbound]]:
+    def say(template: str, **params: object) -> list[Outbound]:
+        return [Outbound(text=prompts.render(f"owner/{template}", markup, **params))]
+
     if not words:
-        return say("promise_usage")
-    if target.group("slack"):
-        identity = store.find_identity(
-            s, channel="slack", external_id=target.group("slack"), workspace=inbound.workspace
-        )
+        return "usage", say("promise_usage")
+    if slack_user:
+        identity = store.find_identity(s, channel="slack", external_id=ref, workspace=inbound.workspace)
         person = identity.person if identity is not None else None
-        ref = target.group("slack")
     else:
-        ref = target.group("ref")
-        person = store.find_person(s, ref)
+        person = store.find_person(s, ref) if ref else None
     if person is None:
-        return say("promise_unknown_person", ref=ref)
+        return "unknown_person", say("promise_unknown_person", ref=ref)
     promise = promises.add_promise(
         s, person=person, owner=owner, text=words, now=inbound.received_at, due_at=due_at, source=inbound.channel
     )
     log.info("promise recorded from chat", extra={"promise_id": promise.id, "owner_id": owner.id})
-    return say("promise_recorded", name=person.name or person.key, promise=promise.text, due_at=due_at)
+    return "recorded", say("promise_recorded", name=person.name or person.key, promise=promise.text, due_at=due_at)

@@ -84,6 +84,7 @@ class FakeSlackAPI:
             "chat.update": lambda p: {"channel": p.get("channel"), "ts": p.get("ts"), "text": p.get("text")},
             "users.lookupByEmail": self._lookup_by_email,
             "views.publish": lambda p: {"view": {"id": "V1", **_as_json(p.get("view"))}},
+            "views.open": self._views_open,
             "oauth.v2.access": self._oauth_access,
             "apps.connections.open": self._connections_open,
             "users.info": self._users_info,
@@ -243,6 +244,14 @@ class FakeSlackAPI:
         ts = self._next_ts()
         return {"channel": p["channel"], "ts": ts, "message": {"text": p.get("text"), "ts": ts}}
 
+    def _views_open(self, p: JSON) -> JSON:
+        view = _as_json(p.get("view"))
+        if not p.get("trigger_id"):
+            raise _SlackError("invalid_arguments")
+        if view.get("type") != "modal" or not view.get("title") or not isinstance(view.get("blocks"), list):
+            raise _SlackError("invalid_arguments")
+        return {"view": {"id": f"V{next(self._ts):06d}", **view}}
+
     def _lookup_by_email(self, p: JSON) -> JSON:
         user = self.users_by_email.get(str(p.get("email", "")).lower())
         if user is None:
@@ -263,7 +272,7 @@ class FakeSlackAPI:
         return {
             "app_id": "A111",
             "authed_user": {"id": "U0INSTALLER"},
-            "scope": "chat:write,im:history,im:read,im:write,users:read,users:read.email",
+            "scope": "chat:write,commands,im:history,im:read,im:write,users:read,users:read.email",
             "token_type": "bot",
             "access_token": f"xoxb-{self.oauth_team['id']}-installed",
             "bot_user_id": "UBOT2",
