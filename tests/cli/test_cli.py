@@ -137,3 +137,14 @@ def test_history_counts_but_never_shows_anonymous_checkins(db_url: str, tmp_path
     assert data["checkins"] == []
     assert data["anonymous_checkins_hidden"] == 1
     assert "My manager listens" not in cli(db_url, "history", "eve").stdout
+
+
+def test_the_readme_tour_files_import_cleanly(db_url: str) -> None:
+    people = cli(db_url, "people", "import", str(ROOT / "examples" / "people.csv"))
+    assert people.exit_code == 0
+    assert "3 created" in people.output
+    assert "0 rejected" in people.output
+    answers = cli(db_url, "answers", "import", str(ROOT / "examples" / "past-answers.csv"))
+    assert answers.exit_code == 0
+    assert "6 created" in answers.output
+    assert "0 rejected" in answers.output
