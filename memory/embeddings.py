@@ -7,7 +7,6 @@ import time: commands that do not embed stay fast.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import threading
@@ -121,11 +120,6 @@ class SentenceTransformerEmbedder:
         if self._precision == "bfloat16" or native:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
-
-
-async def aencode(embedder: Embedder, texts: Sequence[str]) -> NDArray[np.float32]:
-    """Encode in a worker thread so the event loop keeps serving other people."""
-    return await asyncio.to_thread(embedder.encode, texts)
 
 
 def to_bytes(vector: NDArray[np.float32]) -> bytes:

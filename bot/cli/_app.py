@@ -7,7 +7,6 @@ Heavy imports (SQLAlchemy models, sentence-transformers, chat SDKs) happen insid
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,4 +108,4 @@ def utcnow() -> dt.datetime:
 
 
 def stdin_is_tty() -> bool:
-    return sys.stdin.isatty() and os.environ.get("RAPPORT_FORCE_PIPE") != "1"
+    return sys.stdin.isatty()

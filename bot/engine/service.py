@@ -364,25 +364,21 @@ class CheckinService:
             s, person_id=checkin.person_id, program_id=checkin.program_id, question=key, before=checkin
         )
         rating_key = self._rating_key(turn.program, key)
-        rating = previous_rating = None
-        if rating_key:
-            now_rating = store.answer_for(s, checkin.id, rating_key)
-            rating = now_rating.rating if now_rating else None
-            if earlier:
-                then = store.answer_for(s, earlier[-1].checkin_id, rating_key)
-                previous_rating = then.rating if then else None
+
+        def rating_in(checkin_id: int) -> int | None:
+            answer = store.answer_for(s, checkin_id, rating_key) if rating_key else None
+            return answer.rating if answer else None
+
+        # Each earlier answer carries the rating given with it; the detector compares the last one.
         history = [
             PastAnswer(text=a.text or "", answered_at=a.answered_at, answer_id=a.id, embedding=a.embedding,
-                       rating=(r.rating if (r := store.answer_for(s, a.checkin_id, rating_key)) else None)
-                       if rating_key else None)
+                       rating=rating_in(a.checkin_id))
             for a in earlier
         ]  # fmt: skip
         if not history:
             return Assessment(changed=False, score=0.0, reasons=())
         vec = from_bytes(current.embedding) if current.embedding else None
-        return self.detector.assess(
-            text=current.text, rating=rating, history=history, previous_rating=previous_rating, embedding=vec
-        )
+        return self.detector.assess(text=current.text, rating=rating_in(checkin.id), history=history, embedding=vec)
 
     def _followup(self, s: Session, turn: _Turn, key: str) -> Outbound:
         checkin = turn.checkin
@@ -391,9 +387,9 @@ class CheckinService:
             assessment = turn.assessment
             assert assessment is not None
             assert assessment.compared_to is not None
-            params = self._followup_params(turn, key, assessment)
             answer = store.answer_for(s, checkin.id, key)
             assert answer is not None
+            params = self._followup_params(answer, assessment)
             pending = FollowUp(
                 checkin_id=checkin.id, answer_id=answer.id, previous_answer_id=assessment.compared_to.answer_id,
                 question=prompts.render("person/followup", "plain", **params), score=assessment.score,
@@ -409,13 +405,12 @@ class CheckinService:
         text = prompts.render("person/followup", turn.markup, **params)
         return Outbound(text=text, checkin_id=checkin.id, kind="followup", question=key)
 
-    def _followup_params(self, turn: _Turn, key: str, assessment: Assessment) -> dict[str, Any]:
+    def _followup_params(self, answer: Answer, assessment: Assessment) -> dict[str, Any]:
         previous = assessment.compared_to
         assert previous is not None
         top = _most_concrete(assessment.reasons)
         reason = top.kind if top else "drift"
-        answer = next((a for a in turn.checkin.answers if a.question == key), None)
-        current = excerpt(answer.text, self.quote_chars) if answer is not None and answer.text else ""
+        current = excerpt(answer.text, self.quote_chars) if answer.text else ""
         params: dict[str, Any] = {
             "reason": reason,
             "when": previous.answered_at,
