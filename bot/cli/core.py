@@ -32,7 +32,7 @@ def init(ctx: typer.Context) -> None:
     from memory import db
 
     config = load(ctx)
-    application = build_app(ctx, config)
+    application = build_app(ctx, config, create=True)
     heads = ", ".join(sorted(db.current_revisions(application.engine)))
     typer.echo(f"database ready at revision {heads}; programs: {', '.join(config.programs)}")
     application.close()
