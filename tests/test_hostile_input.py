@@ -58,7 +58,7 @@ def test_inbound_carries_clean_text_from_every_channel() -> None:
 # NUL and friends through the Telegram webhook and the terminal -------------------------------
 
 
-async def _webhook_checkin(make_app, telegram_api, first: str, second: str):  # noqa: ANN001, ANN202
+async def _webhook_checkin(make_app, telegram_api, first: str, second: str):
     app = make_app()
     add_person(app)
     channel = make_channel(app, telegram_api, mode="webhook")
@@ -119,4 +119,5 @@ def test_piped_chat_with_control_characters_answers_and_stores_clean_words(db_ur
     assert result.exception is None
     data = json.loads(runner.invoke(cli_app, [*base, "history", "ann", "--json"]).stdout)
     assert [a["text"] for a in data["checkins"][0]["answers"]] == [None, clean_text(HOSTILE)]
-    assert "\x00" not in result.output and "\x1b" not in result.output
+    assert "\x00" not in result.output
+    assert "\x1b" not in result.output
