@@ -7,16 +7,24 @@ adapter internals.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import prompts
 from bot.channels import safe_json
 from bot.cli import app as cli_app
+from bot.digests import render_digest
 from bot.engine.ports import Inbound
+from memory import store
+from memory.db import transaction
+from memory.digests import Digest, PersonChange, Silent
 from memory.text import clean_text
+from prompts.split import TELEGRAM_LIMIT, fit_html, split_html, units
 from tests.channels.telegram_kit import CHAT, SECRET, T0, add_person, answers, make_channel, text_update, webhook_client
 from tests.conftest import ROOT
 from tests.fakes.telegram_api import telegram_api
@@ -121,3 +129,119 @@ def test_piped_chat_with_control_characters_answers_and_stores_clean_words(db_ur
     assert [a["text"] for a in data["checkins"][0]["answers"]] == [None, clean_text(HOSTILE)]
     assert "\x00" not in result.output
     assert "\x1b" not in result.output
+
+
+# Sinks: what acts instead of showing is inert everywhere -------------------------------------
+
+SPOOF = "Ann \u202eexe.png\u202c \x1b[2J\x07ring"
+WS = "\\s\u200b"
+
+
+def _formats(marker: str) -> re.Pattern[str]:
+    """Slack's rule for a formatting span, as a model: the marker opens after a boundary and
+    before a non-space, and closes after a non-space and before a boundary (U+200B is a space)."""
+    m = re.escape(marker)
+    return re.compile(rf"(?:^|(?<=[{WS}\W])){m}(?=[^{WS}{m}]).*?(?<=[^{WS}{m}]){m}(?=$|[{WS}\W])")
+
+
+@pytest.mark.parametrize("marker", ["*", "_", "~", "`"])
+def test_slack_words_cannot_format(marker: str) -> None:
+    words = f"{marker}loud{marker} and {marker}{marker}{marker}block{marker}{marker}{marker}"
+    assert _formats(marker).search(words), "the model recognises live formatting"
+    followup = prompts.render("person/followup", "slack_mrkdwn", reason="drift", when=T0, quote=words, current="")
+    assert not _formats(marker).search(followup)
+    assert not _formats(marker).search(prompts.escape_slack(words))
+    assert prompts.escape_slack(words).replace(prompts.ZWSP, "") == words, "every character still shows"
+
+
+@pytest.mark.parametrize("markup", ["telegram_html", "slack_mrkdwn", "html", "markdown"])
+def test_markup_sinks_drop_controls_and_bidi_overrides(markup: prompts.Markup) -> None:
+    text = prompts.render("person/followup", markup, reason="drift", when=T0, quote=SPOOF, current="")
+    for char in ("\u202e", "\u202c", "\x1b", "\x07"):
+        assert char not in text
+    assert "png" in text
+
+
+def test_plain_and_terminal_show_controls_as_visible_escapes() -> None:
+    text = prompts.render("person/followup", "plain", reason="drift", when=T0, quote=SPOOF, current="")
+    assert "\\u202e" in text
+    assert "\\x1b[2J" in text
+    assert all(ch.isprintable() or ch == "\n" for ch in text)
+    assert prompts.escape_terminal("tab\tnew\nline") == "tab\tnew\nline"
+
+
+def test_digests_never_carry_an_override_in_any_format() -> None:
+    change = PersonChange(person="p", name=SPOOF, program="customers", at=T0, old_rating=9, new_rating=4,
+                          old_reason=SPOOF, new_reason=SPOOF, followup_answer=SPOOF, view_changed=True,
+                          reasons=("rating fell",), themes_appeared=(), themes_disappeared=(), trajectory="declining",
+                          importance=9.0)  # fmt: skip
+    d = _digest(changes=(change,), silent=())
+    for fmt in ("markdown", "html", "telegram", "email", "text"):
+        rendered = render_digest(d, fmt)
+        for body in (rendered.body, rendered.html or ""):
+            assert "\u202e" not in body, fmt
+            assert "\x1b" not in body, fmt
+
+
+def test_history_prints_names_and_answers_inert(make_app, db_url: str) -> None:
+    app = make_app()
+    with transaction(app.sessions) as s:
+        programs = [store.program_by_name(s, "customers")]
+        store.upsert_person(s, key="ann", name=SPOOF, email=None, timezone="UTC", owner_key=None, programs=programs,
+                            now=T0)  # fmt: skip
+    result = runner.invoke(cli_app, ["--config", str(ROOT / "config.yaml"), "--database", db_url, "history", "ann"])
+    assert result.exit_code == 0, result.output
+    for char in ("\u202e", "\x1b", "\x07"):
+        assert char not in result.output
+    assert "\\u202e" in result.output
+
+
+# Telegram digests: cut where Telegram accepts, and say what was left out ----------------------
+
+
+def _digest(*, changes: tuple[PersonChange, ...] = (), silent: tuple[Silent, ...] = ()) -> Digest:
+    return Digest(owner="o", owner_name="Owen", since=T0 - dt.timedelta(days=7), until=T0, summary="Digest.",
+                  changes=changes, outcomes=(), due=(), silent=silent, aggregates=())  # fmt: skip
+
+
+def _well_formed(body: str) -> None:
+    """What Telegram's HTML parser needs: every & starts an entity, every tag is closed in order."""
+    assert not re.search(r"&(?!(?:amp|lt|gt|quot|#\d+);)", body), "a cut entity"
+    stack: list[str] = []
+    for closing, name in re.findall(r"<(/?)(\w+)[^>]*>", body):
+        if closing:
+            assert stack, f"</{name}> without its opening"
+            assert stack.pop() == name
+        else:
+            stack.append(name)
+    assert not stack, f"unclosed {stack}"
+
+
+def test_a_long_telegram_digest_is_cut_safely_and_counts_who_was_left_out() -> None:
+    silent = tuple(
+        Silent(person=f"p{i}", name=f"Ann & Bob & Co {i}", program="customers", status="expired", invited_at=T0)
+        for i in range(400)
+    )  # fmt: skip
+    body = render_digest(_digest(silent=silent), "telegram").body
+    assert units(body) <= TELEGRAM_LIMIT
+    _well_formed(body)
+    shown = body.count("• Ann &amp; Bob")
+    left = int(re.search(r"and (\d+) more lines", body).group(1))  # type: ignore[union-attr]
+    assert 0 < shown < 400
+    assert shown + left == 400, "everyone is either shown or counted"
+
+
+@pytest.mark.parametrize("limit", [97, 500, 4096])
+def test_split_html_parts_fit_and_are_well_formed(limit: int) -> None:
+    text = "<b>Head</b>\n" + "\n".join(f"• <i>“a &amp; b {'x' * (i % 90)} 😀 &lt;{i}&gt;”</i> end" for i in range(300))
+    parts = split_html(text, limit)
+    assert all(units(p) <= limit for p in parts)
+    for part in parts:
+        _well_formed(part)
+    joined = re.sub(r"<[^>]+>|\s", "", "".join(parts))
+    assert joined == re.sub(r"<[^>]+>|\s", "", text), "nothing lost or repeated"
+
+
+def test_split_html_leaves_short_messages_alone() -> None:
+    assert split_html("<b>hi</b> &amp; bye") == ["<b>hi</b> &amp; bye"]
+    assert fit_html("short", lambda n: f"{n} more") == "short"
