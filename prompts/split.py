@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import cast
 
 TELEGRAM_LIMIT = 4096
 
@@ -57,7 +58,8 @@ def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
         return [text]
     pieces = _TOKEN.findall(text)
     parts: list[str] = []
-    start, stack = 0, ()  # the next part begins at pieces[start], inside the tags of ``stack``
+    # The next part begins at pieces[start], inside the tags of ``stack``.
+    start, stack = 0, cast(Stack, ())
     while start < len(pieces):
         size, current, end = units(_openers(stack)), stack, start
         # The best cut so far, before pieces[index]: (rank, index, tags open there). A line break
