@@ -91,7 +91,9 @@ ESCAPERS: dict[str, Callable[[str], str]] = {
 
 
 def neutralise_formula(text: str) -> str:
-    """CSV/spreadsheet exports: a leading = + - @ would run as a formula; prefix a quote."""
+    """CSV/spreadsheet exports: a leading = + - @ would run as a formula; prefix a quote. Controls
+    and bidi overrides are dropped, as in every markup sink (a spreadsheet shows them live)."""
+    text = inert(text)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

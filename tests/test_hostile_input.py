@@ -183,6 +183,11 @@ def test_digests_never_carry_an_override_in_any_format() -> None:
             assert "\x1b" not in body, fmt
 
 
+def test_csv_cells_drop_overrides_and_still_neutralise_formulas() -> None:
+    assert prompts.neutralise_formula("\u202e=1+1") == "'=1+1"
+    assert prompts.neutralise_formula("Ann \u202eexe.png\x1b") == "Ann exe.png"
+
+
 def test_history_prints_names_and_answers_inert(make_app, db_url: str) -> None:
     app = make_app()
     with transaction(app.sessions) as s:
