@@ -32,7 +32,7 @@ def init(ctx: typer.Context) -> None:
     from memory import db
 
     config = load(ctx)
-    application = build_app(ctx, config)
+    application = build_app(ctx, config, create=True)
     heads = ", ".join(sorted(db.current_revisions(application.engine)))
     typer.echo(f"database ready at revision {heads}; programs: {', '.join(config.programs)}")
     application.close()
@@ -175,7 +175,12 @@ def history(
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as rich_escape
+
+    from prompts import escape_terminal
+
+    def escape(text: str) -> str:  # ESC, NUL or U+202E from a name or an answer shows, never acts
+        return rich_escape(escape_terminal(text))
 
     console = Console(highlight=False)
     p = data["person"]
