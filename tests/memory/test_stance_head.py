@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from memory import stance_head
+from memory.changes import ChangeDetector, DetectorSettings
 from memory.stance_head import StanceHead, StanceHeadUnavailable
+from tests.fakes.embedder import HashingEmbedder
 
 
 def test_the_shipped_head_loads_with_its_provenance_and_licence() -> None:
@@ -63,3 +67,35 @@ def test_change_is_how_far_the_reading_moved_from_praise_towards_criticism() -> 
     assert stance_head.change(unsure, unsure) == 0.0
     assert stance_head.reads_as(criticism) == "criticism"
     assert stance_head.valence(praise) == 1.0
+
+
+class WordHead(StanceHead):
+    """A stand-in head that reads "good" as praise and "bad" as criticism, whatever the embedding."""
+
+    def __init__(self) -> None:
+        super().__init__([[(np.zeros((384, 3), np.float32), np.zeros(3, np.float32))]])
+
+    def probabilities(self, embeddings: object, texts: Sequence[str]) -> np.ndarray:
+        rows = {"good": [0.9, 0.05, 0.05], "bad": [0.05, 0.05, 0.9]}
+        return np.array([next((v for k, v in rows.items() if k in t), [0.1, 0.8, 0.1]) for t in texts])
+
+
+def test_the_detector_names_a_flip_the_head_reads_and_asks_about_it() -> None:
+    detector = ChangeDetector(embedder=HashingEmbedder(), stance_head=WordHead())
+    [flipped, same] = detector.assess_pairs(
+        [("the service was good", "the service was bad"), ("the service was good", "the service was good")]
+    )
+    assert flipped.changed
+    assert "last time this read as praise; today as a complaint" in flipped.reason_texts
+    assert flipped.stance is not None
+    assert flipped.stance["change"] == pytest.approx(0.85)
+    assert not same.changed
+    assert same.reasons == ()
+
+
+def test_a_shift_of_zero_turns_the_head_off() -> None:
+    settings = dataclasses.replace(DetectorSettings(), learned_shift=0.0)
+    detector = ChangeDetector(embedder=HashingEmbedder(), settings=settings, stance_head=WordHead())
+    [found] = detector.assess_pairs([("the service was good", "the service was bad")])
+    assert found.stance is None
+    assert not any(r.data.get("signal") == "learned" for r in found.reasons)

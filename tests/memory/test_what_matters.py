@@ -95,5 +95,8 @@ def test_on_real_comments_flips_are_asked_and_rewordings_are_not(embedder: Embed
         )
         return sum(found) / len(found)
 
-    assert asked(flipped) >= 0.75
-    assert asked(reworded) <= 0.3
+    on_flipped, on_reworded = asked(flipped), asked(reworded)
+    # The held-back figures over all pairs are 82% and 27% (docs/change-detection.md); these are 60
+    # pairs each, so the bounds leave room for sampling.
+    assert on_flipped >= 0.75
+    assert on_reworded <= 0.4
