@@ -10,10 +10,19 @@ Figures, each for the detector and, in the same run on the same embeddings, for 
   ENTAILMENT pairs are flagged, and at that threshold the recall of CONTRADICTION pairs, overall
   and for those with relatedness >= 3.5 ("hard": same topic, opposite claim). Also the detector's
   own decision (``changed``) on the same pairs.
+* ``development_set``: the held-back side of the change/no-change pairs built from the NHS
+  feedback (``feedback_pairs.py``: two answers to the same question on a shared topic, changed
+  when one praises and the other criticises; no held-back comment was used to train the stance
+  head or to calibrate). ROC AUC of the score, and at the product's decision threshold the share
+  of changed and of unchanged pairs on which Rapport would ask "what changed?". From the texts
+  alone, and again with the people's own 1-5 ratings passed as the product would (rating 1 "very
+  good" read as 5 of 5). Same run: plain cosine's AUC, and the detector as it was before the
+  stance head (``previous_detector``: no learned signal, drift centre 0.342).
+* ``stance_head``: the learned signal's own cost per answer, on top of the embedding.
 * ``longitudinal_proxy``: there is no public set of the same people answering the same question
-  twice, so this is a proxy built from the NHS Friends and Family Test answers of the NHFT trust
-  (which the shipped polarity head never saw): answers to the same question are paired at random
-  (seeded), with rating 1..5 ("very good" .. "very poor"). Pairs whose ratings differ by >= 3 are
+  twice, so this is a proxy built from the NHS Friends and Family Test answers of the NHFT trust,
+  held-back comments only (the stance head never saw them): answers to the same question are
+  paired at random (seeded), with rating 1..5 ("very good" .. "very poor"). Pairs whose ratings differ by >= 3 are
   "feelings changed most", pairs with equal ratings "changed least"; the figure is the ROC AUC of
   the score between the two groups, from the texts alone (ratings are not passed to the detector).
   It pairs different people, so it measures how well the score tracks a change of feeling, not a
@@ -29,6 +38,7 @@ When ``../shared/data`` is absent, it says so and exits 0.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -44,11 +54,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = Path(os.environ.get("RAPPORT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MAX_ENTAILMENT_FLAGGED = 0.10
 HARD_RELATEDNESS = 3.5
 PROXY_SEED = 20240501
 PROXY_TRUST = "NHFT"
+# The drift centre before the stance head: the STS-B "different topics" fit (calibrate_changes.py).
+PREVIOUS_CENTER = 0.342
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
@@ -85,7 +98,63 @@ def auc(score: Sequence[float], positive: Sequence[int]) -> float:
     return float(roc_auc_score(positive, score))
 
 
+def development_set(detector: Any, embedder: Any) -> dict[str, Any]:
+    """The held-back development pairs: AUC and the rates of follow-ups asked (see the docstring)."""
+    from feedback_pairs import CachedEmbedder, build_pairs, read_comments, split
+
+    from memory.changes import ChangeDetector
+
+    memo = CachedEmbedder(embedder)
+    pairs = build_pairs(split(read_comments(), "held_back"))
+    texts = [(p.previous.text, p.current.text) for p in pairs]
+
+    def product_rating(r: int | None) -> int | None:
+        return None if r is None else 6 - r
+
+    ratings = [(product_rating(p.previous.rating), product_rating(p.current.rating)) for p in pairs]
+    previous = dataclasses.replace(detector.settings, learned_shift=0.0, drift_center=PREVIOUS_CENTER)
+    runs = {
+        "text_only": ChangeDetector(embedder=memo, settings=detector.settings).assess_pairs(texts),
+        "with_ratings": ChangeDetector(embedder=memo, settings=detector.settings).assess_pairs(texts, ratings),
+        "previous_detector": ChangeDetector(embedder=memo, settings=previous).assess_pairs(texts),
+    }
+    memo.save()
+    label = np.array([p.changed for p in pairs], dtype=object)
+    polar = np.array([x is not None for x in label])
+    changed = np.array([x is True for x in label])
+    out: dict[str, Any] = {"pairs": int(polar.sum()), "changed": int(changed.sum()), "ambiguous": int((~polar).sum())}
+    for name, found in runs.items():
+        score = np.array([a.score for a in found])
+        asked = np.array([a.changed for a in found])
+        out[name] = {
+            "auc": round(auc(score[polar], changed[polar]), 4),
+            "asked_on_changed": round(float(asked[changed].mean()), 4),
+            "asked_on_unchanged": round(float(asked[polar & ~changed].mean()), 4),
+            "asked_on_ambiguous": round(float(asked[~polar].mean()), 4),
+        }
+    cosine = np.array([1 - (a.similarity or 0.0) for a in runs["text_only"]])
+    out["cosine_auc"] = round(auc(cosine[polar], changed[polar]), 4)
+    return out
+
+
+def stance_head_cost(embedder: Any, repeats: int = 2000) -> dict[str, float]:
+    """Microseconds for the learned signal of one pair (two answers), the embeddings given."""
+    from memory.stance_head import change, default_head
+
+    head = default_head()
+    texts = ["The staff were kind and quick.", "Waited four hours and nobody told us why."]
+    vectors = embedder.encode(texts)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        p = head.probabilities(vectors, texts)
+        change(p[0], p[1])
+    per_pair = (time.perf_counter() - started) * 1000 / repeats
+    return {"ms_per_pair": round(per_pair, 4), "ms_per_answer": round(per_pair / 2, 4)}
+
+
 def proxy_pairs(path: Path) -> tuple[list[tuple[str, str]], list[int]]:
+    from feedback_pairs import is_held_back
+
     rng = np.random.default_rng(PROXY_SEED)
     by_question: dict[str, list[tuple[str, int]]] = defaultdict(list)
     with path.open(newline="", encoding="utf-8", errors="replace") as f:
@@ -95,6 +164,8 @@ def proxy_pairs(path: Path) -> tuple[list[tuple[str, str]], list[int]]:
             if r["Trust"] != PROXY_TRUST or rating not in {"1", "2", "3", "4", "5"}:
                 continue
             if len(text.split()) < 3 or "did not answer" in text.lower():
+                continue
+            if not is_held_back(r["Comment ID"]):
                 continue
             by_question[" ".join(r["FFT question"].split())].append((text, int(rating)))
     pairs: list[tuple[str, str]] = []
@@ -155,6 +226,9 @@ def run(detector: Any, data: Path = DATA) -> dict[str, Any]:
     }
 
     feedback = data / "feedback" / "v6framework_230831.csv"
+    if feedback.is_file():
+        out["development_set"] = development_set(detector, detector.embedder)
+    out["stance_head"] = stance_head_cost(detector.embedder)
     if feedback.is_file():
         pairs, positive = proxy_pairs(feedback)
         found = detector.assess_pairs(pairs)

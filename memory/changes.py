@@ -25,153 +25,44 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memory import stance
+from memory import stance, stance_head
+from memory.change_types import (
+    Assessment,
+    DetectorSettings,
+    PastAnswer,
+    Reason,
+    clean,
+    clip01,
+    excerpt,
+    noisy_or,
+    polarity,
+    sign_word,
+    theme_words,
+)
 from memory.embeddings import Embedder, from_bytes
+from memory.non_answers import is_non_answer
+from memory.stance_head import READS_AS, StanceHead, default_head
+
+__all__ = [
+    "Assessment",
+    "ChangeDetector",
+    "DetectorSettings",
+    "PastAnswer",
+    "Reason",
+    "excerpt",
+    "is_non_answer",
+    "polarity",
+]
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 _DIM = 384
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PastAnswer:
-    """One earlier free-text answer of the same person to the same question."""
-
-    text: str
-    answered_at: dt.datetime
-    rating: int | None = None
-    answer_id: int | None = None
-    embedding: bytes | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Reason:
-    """One signal that fired, in words a person can read."""
-
-    kind: str
-    text: str
-    strength: float
-    # The person's own earlier words this reason is about, if any.
-    quote: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "text": self.text, "strength": round(self.strength, 3)}
-        if self.quote is not None:
-            out["quote"] = self.quote
-        if self.data:
-            out["data"] = self.data
-        return out
-
-
-@dataclass(frozen=True, kw_only=True)
-class Assessment:
-    changed: bool
-    score: float
-    reasons: tuple[Reason, ...]
-    # The earlier answer the follow-up should quote.
-    compared_to: PastAnswer | None = None
-    # Plain cosine similarity with that answer, for evaluation against the cosine baseline.
-    similarity: float | None = None
-
-    @property
-    def reason_texts(self) -> list[str]:
-        return [r.text for r in self.reasons]
-
-
-@dataclass(frozen=True, kw_only=True)
-class DetectorSettings:
-    """Weights and thresholds; the defaults are the calibrated values (docs/change-detection.md)."""
-
-    rating_delta: int = 2
-    # Score at or above which the view counts as changed.
-    threshold: float = 0.5
-    # The text score is the chance that people would call two texts "different topics" at their
-    # effective similarity: a logistic curve fitted on STS-B train (human score < 1 against cosine).
-    drift_center: float = 0.342
-    drift_width: float = 0.078
-    # Unused since the drift curve replaced them; kept so that older callers still construct.
-    same_cosine: float = 0.75
-    different_cosine: float = 0.35
-    # How far each signal, at full strength, lowers the effective similarity (in cosine units).
-    stance_shift: float = 0.3
-    negation_shift: float = 0.3
-    opposite_shift: float = 0.6
-    history_shift: float = 0.3
-    # Themes explain a change but do not move the score: a shift of 0.05 raised the longitudinal
-    # proxy AUC by 0.02 and cost 0.006 of STS-B Spearman.
-    theme_shift: float = 0.0
-    # |VADER compound| needed on both sides before a sign flip counts as a stance flip.
-    stance_min: float = 0.2
-    # The cosine ranges over which a tone flip, and a negation or opposite word, grow from not
-    # counting to counting in full: between answers on different topics the drift says it all.
-    stance_low: float = 0.5
-    stance_high: float = 0.8
-    contrast_low: float = 0.5
-    contrast_high: float = 0.8
-    # Share of content words (Jaccard) at which a negation or opposite word counts in full.
-    contrast_overlap: float = 0.5
-    # Two clauses carry the same idea at or above this cosine (theme diff).
-    theme_match: float = 0.5
-    # "Back to an older answer": close to it (cosine) and clearly closer to it than to the last one.
-    history_match: float = 0.7
-    history_margin: float = 0.2
-    # Signals weaker than this still count in the score, but are not listed as reasons.
-    reason_min: float = 0.15
-    quote_chars: int = 120
-    theme_chars: int = 60
-
-
-def excerpt(text: str, limit: int = 120) -> str:
-    """A short quote of someone's words: the first sentence, cut at a word boundary."""
-    first = next(iter(stance.sentences(text)), "")
-    if len(first) <= limit:
-        # The quote sits inside a sentence of ours, so its own full stop would double up.
-        return first.rstrip(".") if not first.endswith("...") else first
-    cut = first[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-") + "…"
-
-
-def polarity(text: str) -> float:
-    """VADER polarity in [-1, 1] (kept here for callers of the first version)."""
-    return stance.polarity(text)
-
-
-def _noisy_or(strengths: Sequence[float]) -> float:
-    keep = 1.0
-    for s in strengths:
-        keep *= 1.0 - min(max(s, 0.0), 1.0)
-    return 1.0 - keep
-
-
-def _sign(x: float) -> str:
-    return "positive" if x > 0 else "negative"
-
-
-def _clip01(x: float) -> float:
-    return min(1.0, max(0.0, x))
-
-
-def _clean(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _theme(text: str, limit: int) -> str:
-    """A clause as the follow-up names it: its own words, lower-cased first letter, no full stop."""
-    words = excerpt(text, limit)
-    if len(words) > 1 and words[0].isupper() and not words[1].isupper() and not words.startswith("I "):
-        words = words[0].lower() + words[1:]
-    return words.rstrip(".!?")
 
 
 class _Vectors:
@@ -193,12 +84,24 @@ class _Vectors:
         return np.vstack([self._known[t] for t in texts]).astype(np.float32)
 
 
+def _reading(learned: Reason) -> dict[str, Any]:
+    return {
+        "previous": learned.data["previous"],
+        "current": learned.data["current"],
+        "change": learned.data["change"],
+    }
+
+
 class ChangeDetector:
     """Compares a new free-text answer (and rating) with the same person's earlier answers."""
 
-    def __init__(self, *, embedder: Embedder, settings: DetectorSettings | None = None) -> None:
+    def __init__(
+        self, *, embedder: Embedder, settings: DetectorSettings | None = None, stance_head: StanceHead | None = None
+    ) -> None:
         self.embedder = embedder
         self.settings = settings or DetectorSettings()
+        # The shipped head unless one is given; loaded on first use (a few kB, numpy only).
+        self._head = stance_head
 
     def assess(
         self,
@@ -212,16 +115,16 @@ class ChangeDetector:
         """``history`` is oldest first; its last item is the previous answer."""
         if not history and previous_rating is None:
             return Assessment(changed=False, score=0.0, reasons=())
-        text = _clean(text)
+        text = clean(text)
         known: dict[str, NDArray[np.float32]] = {}
         if embedding is not None:
             known[text] = np.asarray(embedding, dtype=np.float32)
         for h in history:
             if h.embedding is not None:
-                known[_clean(h.text)] = from_bytes(h.embedding)
-        needed = [text, *(_clean(h.text) for h in history)]
+                known[clean(h.text)] = from_bytes(h.embedding)
+        needed = [text, *(clean(h.text) for h in history)]
         if history:
-            needed += self._clause_texts(_clean(history[-1].text), text)
+            needed += self._clause_texts(clean(history[-1].text), text)
         vectors = _Vectors(self.embedder, needed, known)
         return self._assess_one(text, rating, history, previous_rating, vectors)
 
@@ -235,7 +138,7 @@ class ChangeDetector:
         All texts and clauses of the batch are embedded in one ``encode`` call, each distinct text
         once.
         """
-        cleaned = [(_clean(p), _clean(c)) for p, c in pairs]
+        cleaned = [(clean(p), clean(c)) for p, c in pairs]
         needed: list[str] = []
         for prev, cur in cleaned:
             needed += [prev, cur, *self._clause_texts(prev, cur)]
@@ -275,20 +178,22 @@ class ChangeDetector:
             signals += self._rating(rating, previous_rating)
 
         if previous is not None:
-            before = _clean(previous.text)
+            before = clean(previous.text)
             vec = vectors[text]
             cos = float(np.dot(vectors[before], vec))
-            older = [_clean(h.text) for h in history[:-1]]
+            older = [clean(h.text) for h in history[:-1]]
             older_sims = vectors.matrix(older) @ vec if older else np.zeros(0, dtype=np.float32)
             quote = excerpt(previous.text, s.quote_chars)
             signals += self._drift(cos, older_sims, quote)
             signals += self._stance(before, text, cos, quote)
+            signals += self._learned(before, text, vectors, quote)
             signals += self._contrast(before, text, cos, vectors)
             signals += self._themes(before, text, vectors, quote)
             if older:
                 signals += self._history(history, cos, older_sims)
 
         score = self._score(cos, signals)
+        learned = next((r for r in signals if r.data.get("signal") == "learned"), None)
         reasons = sorted((r for r in signals if r.strength >= s.reason_min), key=lambda r: r.strength, reverse=True)
         return Assessment(
             changed=score >= s.threshold,
@@ -296,6 +201,7 @@ class ChangeDetector:
             reasons=tuple(reasons),
             compared_to=previous,
             similarity=None if cos is None else round(cos, 4),
+            stance=None if learned is None else _reading(learned),
         )
 
     def _score(self, similarity: float | None, signals: Sequence[Reason]) -> float:
@@ -311,13 +217,14 @@ class ChangeDetector:
         if similarity is not None:
             effective = similarity - sum(self._shift(r) * r.strength for r in signals)
             parts.append(1.0 / (1.0 + math.exp(-(s.drift_center - effective) / s.drift_width)))
-        return _noisy_or(parts)
+        return noisy_or(parts)
 
     def _shift(self, reason: Reason) -> float:
         s = self.settings
         if reason.kind == "stance":
             signal = str(reason.data.get("signal", ""))
-            return {"negation": s.negation_shift, "opposite": s.opposite_shift}.get(signal, s.stance_shift)
+            shifts = {"negation": s.negation_shift, "opposite": s.opposite_shift, "learned": s.learned_shift}
+            return shifts.get(signal, s.stance_shift)
         shifts = {"appeared": s.theme_shift, "disappeared": s.theme_shift, "history": s.history_shift}
         return shifts.get(reason.kind, 0.0)
 
@@ -359,16 +266,48 @@ class ChangeDetector:
         was, now = stance.polarity(before), stance.polarity(after)
         if was * now >= 0 or min(abs(was), abs(now)) < s.stance_min:
             return []
-        gate = _clip01((cos - s.stance_low) / max(s.stance_high - s.stance_low, 1e-6))
+        gate = clip01((cos - s.stance_low) / max(s.stance_high - s.stance_low, 1e-6))
         return [
             Reason(
                 kind="stance",
-                text=f"the tone turned from {_sign(was)} to {_sign(now)}",
+                text=f"the tone turned from {sign_word(was)} to {sign_word(now)}",
                 strength=gate,
                 quote=quote,
                 data={"signal": "polarity", "previous": round(was, 3), "current": round(now, 3)},
             )
         ]
+
+    @property
+    def stance_head(self) -> StanceHead:
+        if self._head is None:
+            self._head = default_head()
+        return self._head
+
+    def _learned(self, before: str, after: str, vectors: _Vectors, quote: str) -> list[Reason]:
+        """The learned stance head: did the answer read as praise last time and as a complaint today
+        (or the other way round)? Weak changes of reading count little (``learned_floor``,
+        ``learned_power``): an unsure head reads news headlines as mild complaints."""
+        s = self.settings
+        if not s.learned_shift:
+            return []
+        p = self.stance_head.probabilities(vectors.matrix([before, after]), [before, after])
+        moved = stance_head.change(p[0], p[1])
+        strength = clip01((moved - s.learned_floor) / max(1.0 - s.learned_floor, 1e-6)) ** s.learned_power
+        was, now = (stance_head.reads_as(x) for x in p)
+        if was == now:
+            # The same reading, less or more sure: name the direction it moved in.
+            up = stance_head.valence(p[1]) > stance_head.valence(p[0])
+            was, now = ("criticism", "praise") if up else ("praise", "criticism")
+            text = f"last time this read more as {READS_AS[was]}; today more as {READS_AS[now]}"
+        else:
+            text = f"last time this read as {READS_AS[was]}; today as {READS_AS[now]}"
+        data = {
+            "signal": "learned",
+            "change": round(moved, 3),
+            "previous": dict(zip(stance_head.OUTPUT, np.round(p[0], 3).tolist(), strict=True)),
+            "current": dict(zip(stance_head.OUTPUT, np.round(p[1], 3).tolist(), strict=True)),
+        }
+        return [Reason(kind="stance", text=text, strength=strength, quote=quote, data=data)]
 
     def _contrast(self, before: str, after: str, cos: float, vectors: _Vectors) -> list[Reason]:
         """A negation or an opposite word between aligned texts (whole answers or clauses)."""
@@ -393,10 +332,10 @@ class ChangeDetector:
                 # "Great service, no waiting" and "Great service": both clearly positive, no flip.
                 if was * now > 0 and min(abs(was), abs(now)) >= 0.3:
                     continue
-            gate = _clip01((sim - s.contrast_low) / max(s.contrast_high - s.contrast_low, 1e-6))
+            gate = clip01((sim - s.contrast_low) / max(s.contrast_high - s.contrast_low, 1e-6))
             # A contradiction restates the other text with a twist; news about a different event
             # that happens to hold a "not" shares few words with it.
-            shared = _clip01(stance.overlap(old, new, found.words) / s.contrast_overlap) if s.contrast_overlap else 1.0
+            shared = clip01(stance.overlap(old, new, found.words) / s.contrast_overlap) if s.contrast_overlap else 1.0
             strength = min(gate, shared)
             if best is None or strength > best.strength:
                 best = Reason(
@@ -419,7 +358,7 @@ class ChangeDetector:
         new = [b[j] for j in range(len(b)) if float(np.max(sims[:, j])) < s.theme_match]
         out = []
         if new:
-            themes = [_theme(t, s.theme_chars) for t in new]
+            themes = [theme_words(t, s.theme_chars) for t in new]
             out.append(
                 Reason(
                     kind="appeared",
@@ -430,7 +369,7 @@ class ChangeDetector:
                 )
             )
         if gone:
-            themes = [_theme(t, s.theme_chars) for t in gone]
+            themes = [theme_words(t, s.theme_chars) for t in gone]
             out.append(
                 Reason(
                     kind="disappeared",
@@ -449,7 +388,7 @@ class ChangeDetector:
         if sim < s.history_match or sim - cos < s.history_margin:
             return []
         older = history[best]
-        strength = _clip01((sim - cos) / (2 * s.history_margin))
+        strength = clip01((sim - cos) / (2 * s.history_margin))
         return [
             Reason(
                 kind="history",

@@ -107,11 +107,25 @@ def _detector(ctx: typer.Context) -> ChangeDetector:
 
 
 def _as_row(assessment: Assessment) -> dict[str, Any]:
-    return {
+    row: dict[str, Any] = {
         "changed": assessment.changed,
         "score": round(assessment.score, 6),
         "reasons": [r.text for r in assessment.reasons],
     }
+    if assessment.stance is not None:
+        row["stance_change"] = assessment.stance["change"]
+    return row
+
+
+def _stance_line(stance: dict[str, Any]) -> str:
+    """What the learned stance head read in each answer, e.g. "earlier: praise 91%; now: criticism 85%"."""
+
+    def read(p: dict[str, float]) -> str:
+        label = max(p, key=lambda k: p[k])
+        return f"{label} {p[label]:.0%}"
+
+    earlier, now = read(stance["previous"]), read(stance["current"])
+    return f"stance read: earlier {earlier}; now {now} (change {stance['change']:.2f})"
 
 
 @app.command()
@@ -146,6 +160,7 @@ def compare(
     if as_json:
         out = {**_as_row(assessment), "reasons": [r.as_dict() for r in assessment.reasons]}
         out["similarity"] = assessment.similarity
+        out["stance"] = assessment.stance
         typer.echo(json.dumps(out, ensure_ascii=False))
         return
     s = detector.settings
@@ -153,6 +168,8 @@ def compare(
     typer.echo(f"{verdict}: score {assessment.score:.2f} (threshold {s.threshold:.2f})")
     if assessment.similarity is not None:
         typer.echo(f"cosine similarity: {assessment.similarity:.2f}")
+    if assessment.stance is not None:
+        typer.echo(_stance_line(assessment.stance))
     if not assessment.reasons:
         typer.echo("no signal fired")
     for reason in assessment.reasons:

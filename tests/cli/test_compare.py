@@ -65,7 +65,8 @@ def test_pairs_file_gives_one_json_line_per_row_in_order(embedder, tmp_path: Pat
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["changed"] for r in rows] == [True, False, True, False]
     for r in rows:
-        assert set(r) == {"changed", "score", "reasons"}
+        assert set(r) == {"changed", "score", "reasons", "stance_change"}
+        assert 0.0 <= r["stance_change"] <= 1.0
         assert 0.0 <= r["score"] <= 1.0
         assert all(isinstance(t, str) for t in r["reasons"])
     assert rows[2]["reasons"][0] == "rating fell from 9 to 2"
@@ -140,3 +141,18 @@ def test_five_thousand_pairs_stream_in_order_with_progress_on_stderr(embedder, t
     assert all(r["changed"] for r in rows[1::2])
     assert all(r["reasons"][0] == "rating fell from 9 to 2" for r in rows[1::2])
     assert not any(r["reasons"] and r["reasons"][0].startswith("rating") for r in rows[0::2])
+
+
+@pytest.mark.model
+def test_the_learned_stance_reading_and_its_reason_are_shown(embedder) -> None:
+    result = compare("Staff were lovely and caring", "The staff were rude and nobody listened")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("changed: ")
+    assert "stance read: earlier praise " in result.stdout
+    assert "; now criticism " in result.stdout
+    assert "last time this read as praise; today as a complaint" in result.stdout
+
+    as_json = json.loads(compare("Staff were lovely and caring", "The staff were rude", "--json").stdout)
+    assert set(as_json["stance"]) == {"previous", "current", "change"}
+    assert as_json["stance"]["previous"]["praise"] > 0.5
+    assert as_json["stance"]["change"] > 0.5
