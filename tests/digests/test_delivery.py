@@ -235,19 +235,18 @@ async def test_chat_digests_go_to_the_owner_s_linked_account(make_app) -> None:
     assert "<!channel>" not in messages[0].text
 
 
-async def test_rapport_run_plans_and_sends_digests_through_the_extension(make_app, tmp_path: Path) -> None:
-    from bot.runner import Runner, load_extensions
+async def test_rapport_run_plans_and_sends_digests(make_app, tmp_path: Path) -> None:
+    from bot.runner import Runner
 
     base = make_app()
     config = _with(base.config, digests={"channel": "file", "directory": str(tmp_path / "digests")})
     app = make_app(config_override=config)
     _history(app)
-    extensions = load_extensions(app, {})
-    assert any("digest" in e.handlers for e in extensions)
-    runner = Runner(app=app, channels={}, extensions=extensions, clock=lambda: MONDAY_9, serve_web=False)
+    # The runner wires digests itself: no extension list to load.
+    runner = Runner(app=app, channels={}, clock=lambda: MONDAY_9, serve_web=False)
+    assert "digest" in runner.dispatcher.handlers
     await runner.run_until_idle()
-    await Runner(app=app, channels={}, extensions=load_extensions(app, {}), clock=lambda: MONDAY_9,
-                 serve_web=False).run_until_idle()  # fmt: skip
+    await Runner(app=app, channels={}, clock=lambda: MONDAY_9, serve_web=False).run_until_idle()
     (md,) = (tmp_path / "digests").glob("*.md")
     assert "Dana" in md.read_text()
     with db.transaction(app.sessions) as s:
