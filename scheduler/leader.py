@@ -19,7 +19,8 @@ import logging
 import threading
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Select, delete, select, text, update
+from sqlalchemy import Connection, Engine, Select, delete, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -168,17 +169,11 @@ DEAD_AFTER = dt.timedelta(seconds=30)
 
 
 def beat(s: Session, worker_id: str, now: dt.datetime) -> None:
-    """Record that ``worker_id`` is alive (inside the caller's transaction)."""
-    done = s.execute(
-        update(WorkerHeartbeat)
-        .where(WorkerHeartbeat.worker_id == worker_id)
-        .values(seen_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if done.rowcount == 0:  # type: ignore[attr-defined]
-        # Only this process writes its own row, so the insert cannot race.
-        s.add(WorkerHeartbeat(worker_id=worker_id, seen_at=now))
-        s.flush()
+    """Record that ``worker_id`` is alive (inside the caller's transaction); an upsert, because
+    one process's claim and heartbeat threads may both write it at once."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(WorkerHeartbeat).values(worker_id=worker_id, seen_at=now)
+    s.execute(stmt.on_conflict_do_update(index_elements=["worker_id"], set_={"seen_at": stmt.excluded.seen_at}))
 
 
 def live_workers(now: dt.datetime, dead_after: dt.timedelta = DEAD_AFTER) -> Select[Any]:
