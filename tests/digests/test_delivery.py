@@ -7,13 +7,14 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from bot.config import Config
 from bot.digests import DigestDelivery, digest_schedule
 from memory import db
 from memory.errors import PermanentFailure, RetryLater
 from memory.models import OutboxMessage, Owner
+from memory.models_scheduler import OutboxContent
 from scheduler.digests import DigestSchedule, fires_before, plan_digests
 from tests.fakes.smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from tests.history_builder import T0, History, months
@@ -178,6 +179,9 @@ async def test_unconfigured_channels_fail_permanently_with_a_reason(make_app) ->
         owner = s.scalar(select(Owner))
         assert owner is not None
         owner.email = None
+        # The row stored its rendered e-mail on the first try (a retry would send that); this
+        # scenario is a new row prepared after the address was removed.
+        s.execute(delete(OutboxContent))
     configured = _with(app.config, email={"host": "127.0.0.1"})
     row.payload = {"owner": "lead@example.com", "since": T0.isoformat(), "until": MONDAY_9.isoformat()}
     row.channel = "email"

@@ -76,3 +76,26 @@ async def test_a_stored_invitation_is_not_sent_once_the_checkin_closed(scheduled
     assert channel.sent == []
     (row,) = outbox(app)
     assert (row.status, row.last_error) == ("skipped", "the check-in is completed")
+
+
+async def test_a_digest_retry_sends_the_stored_rendering(scheduled_app: Callable[..., App]) -> None:
+    from bot.digests import DigestDelivery
+
+    app = scheduled_app(window=ALL_DAY)
+    now = dt.datetime(2026, 6, 2, 10, tzinfo=UTC)
+    channel = RecordingChannel()
+    with transaction(app.sessions) as s:
+        row = OutboxMessage(key="digest:x", kind="digest", channel="telegram", payload={}, status="claimed",
+                            not_before=now, attempts=1, created_at=now)  # fmt: skip
+        s.add(row)
+        s.flush()
+        body = {"channel": "telegram", "address": {"channel": "telegram", "external_id": "4242", "workspace": ""},
+                "message": {"text": "3 people changed their view", "blocks": None}}  # fmt: skip
+        s.add(OutboxContent(outbox_id=row.id, channel="telegram", body=body, prepared_at=now))
+        s.flush()
+        s.expunge(row)
+    # The payload no longer even names an owner: nothing is rebuilt, the stored digest goes out.
+    deliver = DigestDelivery(sessions=app.sessions, config=app.config, channels={"telegram": channel})
+    await deliver(row)
+    ((address, messages),) = channel.sent
+    assert (address.external_id, messages[0].text) == ("4242", "3 people changed their view")
