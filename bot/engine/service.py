@@ -1,8 +1,10 @@
-"""The check-in service: load -> advance -> persist -> reply.
+"""The check-in service: read -> compute (model) -> one short write -> reply.
 
-Every call is one transaction: the person's answer, its embedding, a follow-up, the new
-conversation state and the inbound event's idempotency key commit together, or not at all.
-Replies are rendered after the work is done and returned to the channel, which sends them.
+``handle`` first reads what the event needs and runs the model (embedding, change assessment)
+with no transaction open (:mod:`bot.engine.precompute`). Then one write transaction claims the
+event's idempotency key, checks that the check-in has not moved meanwhile (if it has, everything
+is computed again), and commits the answer, its embedding, a follow-up and the new conversation
+state together, or not at all. Replies are rendered and returned to the channel, which sends them.
 
 The service is synchronous on purpose. Async channel adapters call it through
 ``asyncio.to_thread``, which also keeps embedding work off the event loop.
@@ -20,15 +22,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.config import ProgramConfig
-from bot.engine import flow, owners, promises
+from bot.engine import flow, owners, precompute, promises
 from bot.engine.ports import Choice, Inbound, Outbound
+from bot.engine.precompute import Precomputed
 from bot.engine.ratings import parse_rating
 from memory import store
 from memory.changes import Assessment, ChangeDetector, PastAnswer, Reason, excerpt
 from memory.db import transaction
 from memory.embeddings import from_bytes, to_bytes
 from memory.errors import NotEnrolled, OptedOut
-from memory.models import Answer, Checkin, FollowUp, Person
+from memory.models import Answer, ChannelIdentity, Checkin, FollowUp, Person, ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class _Turn:
     now: dt.datetime
     ref: str | None = None
     assessment: Assessment | None = None
+    pre: Precomputed | None = None
     out: list[Outbound] = field(default_factory=list)
 
 
@@ -58,6 +62,14 @@ class _Turn:
 # the rating, an idea gone or new. Plain drift only when nothing else is strong enough to name.
 _CONCRETE = ("history", "stance", "rating", "disappeared", "appeared")
 _NAMEABLE = 0.3
+
+
+class _Moved(Exception):
+    """What the model's work was computed from changed before the write: compute again."""
+
+
+#: Times ``handle`` recomputes when the check-in moved under it, before computing inside the write.
+RECOMPUTE_TRIES = 3
 
 
 def _most_concrete(reasons: tuple[Reason, ...]) -> Reason | None:
@@ -152,30 +164,77 @@ class CheckinService:
 
     def handle(self, inbound: Inbound, *, markup: prompts.Markup = "plain") -> list[Outbound]:
         """Process one inbound event exactly once and return the replies to send."""
-        now = inbound.received_at
+        for _ in range(RECOMPUTE_TRIES):
+            pre = self._precompute(inbound)
+            try:
+                return self._write(inbound, markup, pre)
+            except _Moved:
+                log.info("the check-in moved while the model ran; computing again")
+        # Still racing: compute inside the write transaction (correct, holds the lock longer).
+        return self._write(inbound, markup, None)
+
+    def _precompute(self, inbound: Inbound) -> Precomputed | None:
+        """A short read, then the model with no transaction open (see ``bot.engine.precompute``)."""
+        if inbound.kind not in ("text", "edit"):
+            return None
+        with self.sessions() as s:
+            if inbound.event_key and s.get(ProcessedEvent, f"{inbound.channel}:{inbound.event_key}") is not None:
+                return None
+            person = self._sender(s, inbound)[1]
+            if person is None or person.opted_out_at is not None:
+                return None
+            if inbound.kind == "edit":
+                answer = self._edited_answer(s, person, inbound)
+                text = (inbound.text or "").strip()
+                if answer is None or answer.kind != "text" or not text or len(text) > self.max_answer_chars:
+                    return None
+                return precompute.for_edit(answer, text, self.detector)
+            checkin = self._checkin_for(s, person, inbound)
+            program = self.programs.get(checkin.program.name) if checkin is not None else None
+            if checkin is None or program is None:
+                return None
+            return precompute.for_turn(
+                s, checkin=checkin, inbound=inbound, detector=self.detector,
+                rating_key=lambda key: self._rating_key(program, key),
+            )  # fmt: skip
+
+    def _sender(self, s: Session, inbound: Inbound) -> tuple[ChannelIdentity | None, Person | None]:
+        identity = store.find_identity(
+            s, channel=inbound.channel, external_id=inbound.sender, workspace=inbound.workspace
+        )
+        person = identity.person if identity is not None else None
+        if person is None and inbound.channel == "terminal":
+            person = store.find_person(s, inbound.sender)
+        return identity, person
+
+    @staticmethod
+    def _checkin_for(s: Session, person: Person, inbound: Inbound) -> Checkin | None:
+        checkins = store.open_checkins(s, person.id)
+        checkin = next((c for c in checkins if c.id == inbound.checkin_id), None) if inbound.checkin_id else None
+        return checkin or (checkins[0] if checkins else None)
+
+    def _write(self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None) -> list[Outbound]:
         with transaction(self.sessions) as s:
-            if inbound.event_key and not store.claim_event(s, f"{inbound.channel}:{inbound.event_key}", now):
+            key = f"{inbound.channel}:{inbound.event_key}"
+            if inbound.event_key and not store.claim_event(s, key, inbound.received_at):
                 log.info("duplicate inbound event ignored", extra={"channel": inbound.channel})
                 return []
             # Owners' commands ("promise @person ..."); None for everyone who is not an owner.
             owner_replies = owners.handle_owner_message(s, inbound, markup)
             if owner_replies is not None:
                 return owner_replies
-            identity = store.find_identity(
-                s, channel=inbound.channel, external_id=inbound.sender, workspace=inbound.workspace
-            )
-            person = identity.person if identity is not None else None
-            if person is None and inbound.channel == "terminal":
-                person = store.find_person(s, inbound.sender)
+            identity, person = self._sender(s, inbound)
             if person is None:
                 # Editing or deleting a message is not a question to answer, even from a stranger.
                 return [] if inbound.kind in ("edit", "delete") else [self._say("unknown_person", markup)]
             if identity is not None and not identity.reachable:
                 # They wrote to us, so the channel works again.
                 identity.reachable, identity.unreachable_reason, identity.unreachable_at = True, None, None
-            return self._handle_person(s, person, inbound, markup)
+            return self._handle_person(s, person, inbound, markup, pre)
 
-    def _handle_person(self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup) -> list[Outbound]:
+    def _handle_person(
+        self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None = None
+    ) -> list[Outbound]:
         now = inbound.received_at
         command = inbound.command or (flow.command_of(inbound.text or "") if inbound.kind == "text" else None)
         if person.opted_out_at is not None:
@@ -190,14 +249,12 @@ class CheckinService:
                 return []
             return [self._say("opted_out_reminder", markup)]
 
-        checkins = store.open_checkins(s, person.id)
-        checkin = next((c for c in checkins if c.id == inbound.checkin_id), None) if inbound.checkin_id else None
-        checkin = checkin or (checkins[0] if checkins else None)
+        checkin = self._checkin_for(s, person, inbound)
 
         if inbound.kind == "delete":
             return []
         if inbound.kind == "edit":
-            return self._edit(s, person, inbound, markup)
+            return self._edit(s, person, inbound, markup, pre)
         if checkin is None:
             if command == "help":
                 return [self._say("help", markup, final=True)]
@@ -222,14 +279,9 @@ class CheckinService:
                 )
             ]
 
-        event: flow.Event
-        if inbound.kind == "choice" and inbound.value is not None:
-            event = flow.Choose(inbound.value)
-        elif inbound.kind == "command" and inbound.command:
-            event = flow.Command(inbound.command)
-        else:
-            event = flow.Reply(inbound.text or "")
-        return self._turn(s, person, checkin, markup, now, event, ref=inbound.ref)
+        if pre is not None and pre.basis != precompute.checkin_basis(checkin):
+            raise _Moved
+        return self._turn(s, person, checkin, markup, now, precompute.event_of(inbound), ref=inbound.ref, pre=pre)
 
     def _turn(
         self,
@@ -240,11 +292,12 @@ class CheckinService:
         now: dt.datetime,
         event: flow.Event,
         ref: str | None = None,
+        pre: Precomputed | None = None,
     ) -> list[Outbound]:
         program = self.programs.get(checkin.program.name)
         if program is None:
             return [self._say("no_checkin", markup)]
-        turn = _Turn(person=person, checkin=checkin, program=program, markup=markup, now=now, ref=ref)
+        turn = _Turn(person=person, checkin=checkin, program=program, markup=markup, now=now, ref=ref, pre=pre)
         self._run(s, turn, event)
         return turn.out
 
@@ -303,7 +356,8 @@ class CheckinService:
             answer.skipped, answer.rating, answer.text, answer.answered_at = True, None, None, now
             s.add(answer)
         elif isinstance(effect, flow.AssessChange):
-            turn.assessment = self._assess(s, turn, effect.key)
+            computed = turn.pre.assessment if turn.pre is not None else None
+            turn.assessment = computed if computed is not None else self._assess(s, turn, effect.key)
             return flow.Assessed(turn.assessment.changed)
         elif isinstance(effect, flow.AskFollowUp):
             turn.out.append(self._followup(s, turn, effect.key))
@@ -344,8 +398,11 @@ class CheckinService:
         answer.rating, answer.text, answer.skipped = effect.rating, effect.text, False
         answer.answered_at, answer.source_ref = turn.now, turn.ref
         if effect.kind == "text" and effect.text:
-            answer.embedding = to_bytes(self.detector.embedder.encode([effect.text])[0])
-            answer.embedding_model = self.detector.embedder.model_id
+            if turn.pre is not None and turn.pre.text == effect.text:
+                answer.embedding, answer.embedding_model = turn.pre.embedding, turn.pre.model_id
+            else:
+                answer.embedding = to_bytes(self.detector.embedder.encode([effect.text])[0])
+                answer.embedding_model = self.detector.embedder.model_id
         s.flush()
 
     def _rating_key(self, program: ProgramConfig, text_key: str) -> str | None:
@@ -444,12 +501,22 @@ class CheckinService:
 
     # Edits ------------------------------------------------------------------------------------
 
-    def _edit(self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup) -> list[Outbound]:
+    @staticmethod
+    def _edited_answer(s: Session, person: Person, inbound: Inbound) -> Answer | None:
+        if not inbound.ref:
+            return None
+        return s.query(Answer).filter(Answer.person_id == person.id, Answer.source_ref == inbound.ref).first()
+
+    def _edit(
+        self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None = None
+    ) -> list[Outbound]:
         """An edited message corrects the answer it carried, while the check-in is open."""
         if not inbound.ref:
             return []
         text = (inbound.text or "").strip()
-        answer = s.query(Answer).filter(Answer.person_id == person.id, Answer.source_ref == inbound.ref).first()
+        answer = self._edited_answer(s, person, inbound)
+        if pre is not None and (answer is None or pre.basis != precompute.answer_basis(answer)):
+            raise _Moved
         followup = None
         if answer is None:
             followup = (
@@ -482,7 +549,10 @@ class CheckinService:
             answer.rating, answer.text = parsed.value, parsed.comment
         else:
             answer.text = text
-            answer.embedding = to_bytes(self.detector.embedder.encode([text])[0])
-            answer.embedding_model = self.detector.embedder.model_id
+            if pre is not None and pre.text == text:
+                answer.embedding, answer.embedding_model = pre.embedding, pre.model_id
+            else:
+                answer.embedding = to_bytes(self.detector.embedder.encode([text])[0])
+                answer.embedding_model = self.detector.embedder.model_id
         answer.edited_at = inbound.received_at
         return [self._say("edit_ack", markup, question=question.text if question else None)]
