@@ -29,8 +29,8 @@ from sqlalchemy import event
 from bot.app import build
 from bot.config import parse_config
 from bot.engine.ports import Inbound
-from memory.db import transaction
 from memory import store
+from memory.db import transaction
 
 QUESTIONS = [
     {"key": "score", "kind": "rating", "text": "How likely are you to recommend us?", "min": 0, "max": 10},
