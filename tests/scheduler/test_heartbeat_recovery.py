@@ -45,6 +45,7 @@ def test_a_killed_process_claims_are_sent_by_the_restarted_one_within_30_s_not_t
     second = spawn(config, db_url, record, 0.01, log)
     assert second.wait(200) == 0, log.read_text()[-3000:]
     took = time.monotonic() - restarted
+    print(f"restart to everyone sent: {took:.1f} s ({len(claimed)} rows were claimed by the dead process)")
 
     delivered = Counter(lines(record))
     assert set(delivered) == {f"chat-{k}" for k in keys}
