@@ -185,8 +185,3 @@ def forget(sessions: sessionmaker[Session], worker_id: str) -> None:
     """A clean stop: drop the heartbeat row (its unstarted claims were already given back)."""
     with transaction(sessions) as s:
         s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == worker_id))
-
-
-def prune(s: Session, now: dt.datetime, keep: dt.timedelta = dt.timedelta(days=1)) -> None:
-    """Drop heartbeats of processes long gone, so the table stays as small as the fleet."""
-    s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < now - keep))
