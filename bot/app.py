@@ -5,6 +5,8 @@ Everything else receives plain values and objects. Nothing here sends or schedul
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -70,16 +72,21 @@ def build(
     embedder: Embedder | None = None,
     database_url: str | None = None,
     migrate: bool | None = None,
+    clock: Callable[[], dt.datetime] = db.utcnow,
 ) -> App:
     engine = db.make_engine(database_url or config.database_url)
     if config.database.migrate_on_start if migrate is None else migrate:
         db.migrate(engine)
     sessions = db.make_sessionmaker(engine)
     with db.transaction(sessions) as s:
-        store.ensure_programs(s, {name: (p.anonymous, p.k) for name, p in config.programs.items()}, db.utcnow())
+        store.ensure_programs(s, {name: (p.anonymous, p.k) for name, p in config.programs.items()}, clock())
     embedder = embedder or make_embedder(config)
     detector = make_detector(config, embedder)
     service = CheckinService(
-        sessions=sessions, scripts=scripts_from_config(config), detector=detector, limits=limits_from_config(config)
+        sessions=sessions,
+        scripts=scripts_from_config(config),
+        detector=detector,
+        limits=limits_from_config(config),
+        clock=clock,
     )
     return App(config=config, engine=engine, sessions=sessions, embedder=embedder, detector=detector, service=service)
