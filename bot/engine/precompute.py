@@ -54,15 +54,21 @@ def event_of(inbound: Inbound) -> flow.Event:
     return flow.Reply(inbound.text or "")
 
 
-def for_turn(
-    s: Session,
-    *,
-    checkin: Checkin,
-    inbound: Inbound,
-    detector: ChangeDetector,
-    rating_key: Callable[[str], str | None],
-) -> Precomputed | None:
-    """Run the flow on a copy of the state; embed and assess the free text it would save."""
+@dataclass(frozen=True, kw_only=True)
+class Needed:
+    """What the model needs for one event, read in a short read: the text and, to compare it,
+    the person's earlier answers with their ratings."""
+
+    basis: tuple[Any, ...]
+    text: str
+    history: tuple[PastAnswer, ...] | None
+    rating: int | None = None
+
+
+def read_turn(
+    s: Session, *, checkin: Checkin, inbound: Inbound, rating_key: Callable[[str], str | None]
+) -> Needed | None:
+    """Run the flow on a copy of the state: does this event save free text to compare?"""
     state = flow.State.from_dict(checkin.state)
     transition = flow.advance(state, event_of(inbound), inbound.received_at)
     saves = [e for e in transition.effects if isinstance(e, flow.SaveAnswer) and e.kind == "text" and e.text]
@@ -70,13 +76,38 @@ def for_turn(
         return None
     save = saves[0]
     assert save.text is not None
-    vector = detector.embedder.encode([save.text])[0]
+    if not any(isinstance(e, flow.AssessChange) for e in transition.effects):
+        return Needed(basis=checkin_basis(checkin), text=save.text, history=None)
+    key = rating_key(save.key)
+    earlier = store.earlier_answers(
+        s, person_id=checkin.person_id, program_id=checkin.program_id, question=save.key, before=checkin
+    )
+
+    def rating_in(checkin_id: int) -> int | None:
+        answer = store.answer_for(s, checkin_id, key) if key else None
+        return answer.rating if answer else None
+
+    history = tuple(
+        PastAnswer(text=a.text or "", answered_at=a.answered_at, answer_id=a.id, embedding=a.embedding,
+                   rating=rating_in(a.checkin_id))
+        for a in earlier
+    )  # fmt: skip
+    return Needed(basis=checkin_basis(checkin), text=save.text, history=history, rating=rating_in(checkin.id))
+
+
+def compute(needed: Needed, detector: ChangeDetector) -> Precomputed:
+    """The model's work, with no transaction open: embed, and compare with the history."""
+    vector = detector.embedder.encode([needed.text])[0]
     assessment = None
-    if any(isinstance(e, flow.AssessChange) for e in transition.effects):
-        assessment = _assess(s, checkin, save.key, save.text, vector, detector, rating_key(save.key))
+    if needed.history is not None:
+        assessment = (
+            detector.assess(text=needed.text, rating=needed.rating, history=list(needed.history), embedding=vector)
+            if needed.history
+            else Assessment(changed=False, score=0.0, reasons=())
+        )
     return Precomputed(
-        basis=checkin_basis(checkin), text=save.text, embedding=to_bytes(vector),
-        model_id=detector.embedder.model_id, assessment=assessment,
+        basis=needed.basis, text=needed.text, embedding=to_bytes(vector), model_id=detector.embedder.model_id,
+        assessment=assessment,
     )  # fmt: skip
 
 
@@ -85,25 +116,3 @@ def for_edit(answer: Answer, text: str, detector: ChangeDetector) -> Precomputed
     return Precomputed(
         basis=answer_basis(answer), text=text, embedding=to_bytes(vector), model_id=detector.embedder.model_id
     )
-
-
-def _assess(
-    s: Session, checkin: Checkin, key: str, text: str, vector: Any, detector: ChangeDetector, rating_key: str | None
-) -> Assessment:
-    """The same comparison the service makes, on the answer about to be saved."""
-    earlier = store.earlier_answers(
-        s, person_id=checkin.person_id, program_id=checkin.program_id, question=key, before=checkin
-    )
-
-    def rating_in(checkin_id: int) -> int | None:
-        answer = store.answer_for(s, checkin_id, rating_key) if rating_key else None
-        return answer.rating if answer else None
-
-    history = [
-        PastAnswer(text=a.text or "", answered_at=a.answered_at, answer_id=a.id, embedding=a.embedding,
-                   rating=rating_in(a.checkin_id))
-        for a in earlier
-    ]  # fmt: skip
-    if not history:
-        return Assessment(changed=False, score=0.0, reasons=())
-    return detector.assess(text=text, rating=rating_in(checkin.id), history=history, embedding=vector)

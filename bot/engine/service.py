@@ -171,9 +171,11 @@ class CheckinService:
         return self._write(inbound, markup, None)
 
     def _precompute(self, inbound: Inbound) -> Precomputed | None:
-        """A short read, then the model with no write transaction open."""
+        """A short read, then the model with no transaction open."""
         if inbound.kind not in ("text", "edit"):
             return None
+        edited: tuple[Answer, str] | None = None
+        needed: precompute.Needed | None = None
         with self.sessions() as s:
             if inbound.event_key and s.get(ProcessedEvent, f"{inbound.channel}:{inbound.event_key}") is not None:
                 return None
@@ -185,14 +187,17 @@ class CheckinService:
                 text = (inbound.text or "").strip()
                 if answer is None or answer.kind != "text" or not text or len(text) > self.limits.max_answer_chars:
                     return None
-                return precompute.for_edit(answer, text, self.detector)
-            checkin = self._checkin_for(s, person, inbound)
-            script = self.scripts.get(checkin.program.name) if checkin is not None else None
-            if checkin is None or script is None:
-                return None
-            return precompute.for_turn(
-                s, checkin=checkin, inbound=inbound, detector=self.detector, rating_key=script.rating_key
-            )
+                edited = (answer, text)
+            else:
+                checkin = self._checkin_for(s, person, inbound)
+                script = self.scripts.get(checkin.program.name) if checkin is not None else None
+                if checkin is None or script is None:
+                    return None
+                needed = precompute.read_turn(s, checkin=checkin, inbound=inbound, rating_key=script.rating_key)
+        # The read is over (its connection is back in the pool); now the model.
+        if edited is not None:
+            return precompute.for_edit(edited[0], edited[1], self.detector)
+        return precompute.compute(needed, self.detector) if needed is not None else None
 
     @staticmethod
     def _sender(s: Session, inbound: Inbound) -> tuple[ChannelIdentity | None, Person | None]:
