@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("evaluate_changes", "scheduler", "telegram_send", "slack_ack", "digests")
+BENCHMARKS = ("evaluate_changes", "scheduler", "telegram_send", "slack_ack", "digests", "write_lock")
 
 
 def main(names: list[str]) -> int:

@@ -6,18 +6,21 @@ worker thread): it checks the person can still be contacted, opens or resumes th
 ``CheckinService.start_in`` and renders the messages for the channel's markup. It then sends
 them through the person's channel adapter and returns the channel's message id.
 
-Opening the check-in commits before the send. If the send then fails and is retried, ``start_in``
-finds the open check-in and renders the same invitation again, so a retry never opens a second
-check-in.
+The outbox carries the message: the first time a row is prepared, the rendered messages and the
+address are stored on it (``outbox_contents``) in the same transaction that opens the check-in.
+A retry sends exactly that, so a person whose first invitation failed with a 5xx still gets the
+greeting, once, and never a "welcome back" rendered from the state the first attempt committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -25,10 +28,12 @@ from sqlalchemy.orm import Session
 import prompts
 from bot.app import App
 from bot.channels.base import Address, Channel, Outbound
+from bot.engine.ports import Choice
 from memory import store
 from memory.db import transaction
 from memory.errors import NotEnrolled, OptedOut, Unreachable
 from memory.models import OPEN_STATUSES, ChannelIdentity, Checkin, OutboxMessage, Person
+from memory.models_scheduler import OutboxContent
 from scheduler.dispatch import Handler, NotNow, SkipMessage
 from scheduler.planner import ALWAYS_REACHABLE
 
@@ -58,6 +63,27 @@ def as_one_message(messages: Sequence[Outbound]) -> list[Outbound]:
     return [replace(messages[-1], text="\n\n".join(m.text for m in messages))]
 
 
+def _encode(prepared: _Prepared) -> dict[str, Any]:
+    return {
+        "address": dataclasses.asdict(prepared.address),
+        "messages": [dataclasses.asdict(m) for m in prepared.messages],
+        "identity_id": prepared.identity_id,
+    }
+
+
+def _decode(content: OutboxContent) -> _Prepared:
+    body = content.body
+    messages = [
+        Outbound(**{**m, "choices": tuple(Choice(**c) for c in m.get("choices", ())),
+                    "blocks": tuple(m["blocks"]) if m.get("blocks") is not None else None})
+        for m in body["messages"]
+    ]  # fmt: skip
+    return _Prepared(
+        channel=content.channel, address=Address(**body["address"]), messages=messages,
+        identity_id=body.get("identity_id"),
+    )  # fmt: skip
+
+
 class Delivery:
     """The bot side of dispatch: handlers that know about check-ins and channels."""
 
@@ -82,10 +108,12 @@ class Delivery:
         return await self._deliver(row)
 
     async def _deliver(self, row: OutboxMessage) -> str | None:
-        prepared = await asyncio.to_thread(self._prepare, row)
-        channel = self.channels[prepared.channel]
+        prepared = await asyncio.to_thread(self._stored_or_prepare, row)
+        channel = self.channels.get(prepared.channel)
+        if channel is None:
+            raise NotNow("the prepared message's channel is not running here", retry_after=CHANNEL_OFF_RETRY)
         try:
-            sent = await channel.send(prepared.address, as_one_message(prepared.messages))
+            sent = await channel.send(prepared.address, prepared.messages)
         except Unreachable as exc:
             if prepared.identity_id is not None:
                 await asyncio.to_thread(self._mark_unreachable, prepared.identity_id, exc.reason)
@@ -93,6 +121,28 @@ class Delivery:
         return sent.external_ref
 
     # Database work (in a worker thread) -------------------------------------------------------
+
+    def _stored_or_prepare(self, row: OutboxMessage) -> _Prepared:
+        """The row's stored message if it has one (a retry), else prepare and store it."""
+        with transaction(self.app.sessions) as s:
+            content = s.get(OutboxContent, row.id)
+            if content is not None:
+                self._still_wanted(s, row)
+                return _decode(content)
+        return self._prepare(row)
+
+    def _still_wanted(self, s: Session, row: OutboxMessage) -> None:
+        """A retry of a stored message: skip it if the person left or the check-in closed meanwhile."""
+        person = s.get(Person, row.person_id) if row.person_id is not None else None
+        if person is None:
+            raise SkipMessage("person deleted")
+        if person.opted_out_at is not None:
+            raise SkipMessage("opted out")
+        checkin = s.get(Checkin, row.checkin_id) if row.checkin_id is not None else None
+        if checkin is not None and checkin.status not in OPEN_STATUSES:
+            raise SkipMessage(f"the check-in is {checkin.status}")
+        if checkin is not None and checkin.expires_at is not None and checkin.expires_at <= self.clock():
+            raise SkipMessage("the check-in expired")
 
     def _prepare(self, row: OutboxMessage) -> _Prepared:
         now = self.clock()
@@ -129,9 +179,12 @@ class Delivery:
                 .values(channel=name)
                 .execution_options(synchronize_session=False)
             )
-            return _Prepared(
-                channel=name, address=address, messages=messages, identity_id=identity.id if identity else None
-            )
+            prepared = _Prepared(
+                channel=name, address=address, messages=as_one_message(messages),
+                identity_id=identity.id if identity else None,
+            )  # fmt: skip
+            s.add(OutboxContent(outbox_id=row.id, channel=name, body=_encode(prepared), prepared_at=now))
+            return prepared
 
     def _route(self, s: Session, person: Person, preference: Sequence[str]) -> tuple[str, ChannelIdentity | None]:
         """The first of the program's channels that runs here and knows the person."""

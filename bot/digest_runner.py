@@ -1,9 +1,8 @@
 """How ``rapport run`` sends owner digests: an outbox handler and a planning job.
 
-``bot.runner`` loads this module (it is listed in ``EXTENSION_MODULES``) and calls
-:func:`runner_extension`: digests are planned into the outbox by the leader every
-``PLAN_SECONDS`` (``scheduler.digests.plan_digests``) and sent by any process's dispatcher
-(:class:`bot.digests.DigestDelivery`).
+``bot.runner.Runner`` wires it in explicitly (:func:`digests_extension`): digests are planned
+into the outbox by the leader every ``PLAN_SECONDS`` (``scheduler.digests.plan_digests``) and
+sent by any process's dispatcher (:class:`bot.digests.DigestDelivery`).
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot.digests import DigestDelivery, digest_schedule
+from bot.extensions import PeriodicJob, RunnerExtension
 from memory.db import transaction
 from scheduler.digests import plan_digests
 
 if TYPE_CHECKING:
     from bot.app import App
-    from bot.runner import RunnerExtension
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +26,7 @@ log = logging.getLogger(__name__)
 PLAN_SECONDS = 60.0
 
 
-def runner_extension(app: App, channels: Mapping[str, Any]) -> RunnerExtension:
-    from bot.runner import PeriodicJob, RunnerExtension
-
+def digests_extension(app: App, channels: Mapping[str, Any]) -> RunnerExtension:
     deliver = DigestDelivery(sessions=app.sessions, config=app.config, channels=channels, encode=app.embedder.encode)
     if not app.config.digests.enabled:
         return RunnerExtension(handlers={"digest": deliver})

@@ -38,6 +38,7 @@ from memory.db import transaction
 from memory.errors import PermanentFailure, RetryLater
 from memory.models import OutboxMessage, Owner
 from memory.models_promises import OwnerIdentity
+from memory.models_scheduler import OutboxContent
 from prompts.split import fit_html
 from scheduler.digests import DigestSchedule
 
@@ -250,6 +251,28 @@ class DigestDelivery:
             return d, row, links
 
     async def __call__(self, message: OutboxMessage) -> str | None:
+        # The outbox carries the message: a retry sends what the first attempt rendered.
+        content = await asyncio.to_thread(self._stored, message.id, message.channel or self.config.digests.channel)
+        if content is None:
+            content = await self._prepare(message)
+        return await self._send(content)
+
+    def _stored(self, outbox_id: int, channel: str) -> dict[str, Any] | None:
+        """The rendered digest, unless the row was moved to another channel since."""
+        with transaction(self.sessions) as s:
+            row = s.get(OutboxContent, outbox_id)
+            if row is None or row.channel != channel:
+                return None
+            return dict(row.body)
+
+    def _store(self, outbox_id: int, channel: str, body: dict[str, Any]) -> None:
+        with transaction(self.sessions) as s:
+            if s.get(OutboxContent, outbox_id) is None:
+                s.add(
+                    OutboxContent(outbox_id=outbox_id, channel=channel, body=body, prepared_at=dt.datetime.now(dt.UTC))
+                )
+
+    async def _prepare(self, message: OutboxMessage) -> dict[str, Any]:
         payload = message.payload or {}
         try:
             owner = str(payload["owner"])
@@ -260,43 +283,66 @@ class DigestDelivery:
         channel = message.channel or self.config.digests.channel
         d, owner_row, links = await asyncio.to_thread(self.build, owner, since, until)
         log.info("digest built", extra={"outbox_id": message.id, "changes": len(d.changes), "channel": channel})
+        body: dict[str, Any]
         if channel == "email":
             if not owner_row.email:
                 raise PermanentFailure(f"owner {owner_row.id} has no e-mail address")
-            email = email_message(render_digest(d, "email"), sender=self.config.email.from_address, to=owner_row.email)
+            rendered = render_digest(d, "email")
+            domain = self.config.email.from_address.rpartition("@")[2] or "rapport"
+            body = {"subject": rendered.subject, "text": rendered.body, "html": rendered.html, "to": owner_row.email,
+                    "message_id": make_msgid(domain=domain)}  # fmt: skip
+        elif channel == "file":
+            stem = f"digest-{message.owner_id or 'owner'}-{d.until.strftime('%Y%m%dT%H%M')}"
+            body = {"files": {f"{stem}.md": render_digest(d, "markdown").body + "\n",
+                              f"{stem}.html": render_digest(d, "html").body + "\n"}}  # fmt: skip
+        elif channel in ("slack", "telegram"):
+            if channel not in self.channels:
+                raise PermanentFailure(f"digest channel {channel} is not running")
+            body = self._chat_body(channel, d, links)
+        else:
+            raise PermanentFailure(f"unknown digest channel {channel!r}")
+        body["channel"] = channel
+        await asyncio.to_thread(self._store, message.id, channel, body)
+        return body
+
+    async def _send(self, body: dict[str, Any]) -> str | None:
+        channel = body["channel"]
+        if channel == "email":
+            rendered = Rendered(format="email", subject=body["subject"], body=body["text"], html=body["html"])
+            email = email_message(rendered, sender=self.config.email.from_address, to=body["to"])
+            email.replace_header("Message-ID", body["message_id"])
             return await send_email(email, self.config.email, self.environ)
         if channel == "file":
-            return await asyncio.to_thread(self.write_files, d, message)
-        if channel in ("slack", "telegram"):
-            return await self._chat(channel, d, links)
-        raise PermanentFailure(f"unknown digest channel {channel!r}")
-
-    def write_files(self, d: digests.Digest, message: OutboxMessage) -> str:
-        folder = Path(self.config.digests.directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"digest-{message.owner_id or 'owner'}-{d.until.strftime('%Y%m%dT%H%M')}"
-        (folder / f"{stem}.md").write_text(render_digest(d, "markdown").body + "\n", encoding="utf-8")
-        (folder / f"{stem}.html").write_text(render_digest(d, "html").body + "\n", encoding="utf-8")
-        return str(folder / f"{stem}.md")
-
-    async def _chat(self, channel: str, d: digests.Digest, links: Sequence[OwnerIdentity]) -> str | None:
+            return await asyncio.to_thread(self.write_files, body["files"])
         adapter = self.channels.get(channel)
         if adapter is None:
             raise PermanentFailure(f"digest channel {channel} is not running")
-        link = next((i for i in links if i.channel == channel), None)
-        if link is None:
-            raise PermanentFailure(f"the owner has no linked {channel} account (rapport owners link)")
         from bot.channels.base import Address
         from bot.engine.ports import Outbound
 
+        m = body["message"]
+        blocks = tuple(m["blocks"]) if m.get("blocks") is not None else None
+        sent = await adapter.send(Address(**body["address"]), [Outbound(text=m["text"], blocks=blocks)])
+        return getattr(sent, "external_ref", None)
+
+    def write_files(self, files: Mapping[str, str]) -> str:
+        folder = Path(self.config.digests.directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        return str(folder / next(iter(files)))
+
+    def _chat_body(self, channel: str, d: digests.Digest, links: Sequence[OwnerIdentity]) -> dict[str, Any]:
+        link = next((i for i in links if i.channel == channel), None)
+        if link is None:
+            raise PermanentFailure(f"the owner has no linked {channel} account (rapport owners link)")
         if channel == "telegram":
-            message = Outbound(text=telegram_text(d))
+            message: dict[str, Any] = {"text": telegram_text(d), "blocks": None}
         else:
             # Slack posts the Block Kit digest (people's words in plain_text blocks, shown as
             # typed); the text, escaped for mrkdwn, is the notification and fallback.
             fallback = slack_payload(d, markup="slack_mrkdwn")
             text = "\n\n".join(b["text"]["text"] for b in fallback["blocks"] if "text" in b)
-            message = Outbound(text=text, blocks=tuple(slack_payload(d)["blocks"]))
-        address = Address(channel=channel, external_id=link.external_id, workspace=link.workspace)
-        sent = await adapter.send(address, [message])
-        return getattr(sent, "external_ref", None)
+            message = {"text": text, "blocks": list(slack_payload(d)["blocks"])}
+        address = {"channel": channel, "external_id": link.external_id, "workspace": link.workspace}
+        return {"address": address, "message": message}

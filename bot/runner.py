@@ -5,10 +5,9 @@ decides *who is due* (outbox rows with unique keys), channels do the sending
 (:mod:`scheduler.dispatch` calls the handlers in :mod:`bot.delivery`). Any number of processes
 may run this against PostgreSQL; see ``docs/deployment.md``.
 
-Extending it: other parts of Rapport add outbox row kinds and periodic jobs without touching this
-file's internals, either by passing ``handlers=`` / ``jobs=`` to :class:`Runner`, or by listing a
-module in :data:`EXTENSION_MODULES` that defines ``runner_extension(app, channels) ->
-RunnerExtension``. ``rapport run`` loads every such module that exists.
+The runner wires every outbox kind explicitly: invitations and reminders (:mod:`bot.delivery`)
+and digests (:mod:`bot.digest_runner`). Tests and other callers may add more with ``handlers=`` /
+``jobs=`` / ``extensions=``.
 """
 
 from __future__ import annotations
@@ -22,22 +21,26 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import text
 
+from bot import digest_runner
 from bot.app import App
 from bot.channels.base import Channel
 from bot.config import Config, resolve_secret, secret_name
 from bot.delivery import Delivery
+from bot.extensions import PeriodicJob, RunnerExtension
 from bot.web import make_web_app
+
+__all__ = ["PeriodicJob", "Runner", "RunnerExtension", "WebServerError"]
+
 from memory.errors import RapportError
 from scheduler.cadence import Period
 from scheduler.dispatch import Dispatcher, DispatchSettings, Handler
-from scheduler.leader import make_leader
+from scheduler.leader import forget, make_leader
 from scheduler.planner import Planner, TickReport
 from scheduler.plans import ProgramSchedule
 from scheduler.windows import Window
@@ -45,31 +48,6 @@ from scheduler.windows import Window
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
-
-#: Modules that contribute outbox handlers and periodic jobs (``runner_extension(app, channels)``).
-EXTENSION_MODULES: tuple[str, ...] = ("bot.digest_runner",)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PeriodicJob:
-    """Work the service runs every ``seconds``; ``run(now)`` may be sync (runs in a thread) or async.
-
-    ``leader_only`` jobs run only in the process that holds the scheduling lock (planning work,
-    e.g. writing digest rows to the outbox); the others run in every process.
-    """
-
-    name: str
-    seconds: float
-    run: Callable[[dt.datetime], Awaitable[None] | None]
-    leader_only: bool = True
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunnerExtension:
-    """What a feature plugs into the service: handlers per outbox kind, and periodic jobs."""
-
-    handlers: Mapping[str, Handler] = field(default_factory=dict)
-    jobs: Sequence[PeriodicJob] = ()
 
 
 class WebServerError(RapportError):
@@ -107,7 +85,6 @@ def dispatch_settings(config: Config) -> DispatchSettings:
         max_attempts=c.max_attempts,
         retry_base=dt.timedelta(seconds=c.retry_base_seconds),
         retry_max=dt.timedelta(seconds=c.retry_max_seconds),
-        rates=dict(c.rate_per_second),
     )
 
 
@@ -151,22 +128,6 @@ def load_channels(app: App) -> tuple[dict[str, Channel], list[str]]:
         channels["terminal"] = ConsoleChannel()
         notes.append("terminal: on (messages are printed; answer with `rapport chat PERSON`)")
     return channels, notes
-
-
-def load_extensions(app: App, channels: Mapping[str, Channel]) -> list[RunnerExtension]:
-    found = []
-    for module_name in EXTENSION_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        hook = getattr(module, "runner_extension", None)
-        if hook is not None:
-            found.append(hook(app, channels))
-            log.info("runner extension loaded", extra={"extension": module_name})
-    return found
 
 
 def worker_name() -> str:
@@ -214,6 +175,8 @@ class Runner:
             ttl=dt.timedelta(seconds=max(60, 3 * self.config.scheduler.tick_seconds)),
         )  # fmt: skip
         self.jobs: list[PeriodicJob] = []
+        # Digests: their outbox handler in every process, their planning job in the leader.
+        extensions = [digest_runner.digests_extension(app, self.channels), *extensions]
         for kind, handler in (handlers or {}).items():
             self.add_handler(kind, handler)
         for job in jobs:
@@ -230,6 +193,7 @@ class Runner:
         self._web: web.AppRunner | None = None
         self._scheduler: Any = None
         self._dispatch_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._started_channels: list[Channel] = []
 
     # Extension points -------------------------------------------------------------------------
@@ -315,6 +279,8 @@ class Runner:
                 self.channels.pop(name)
         if self.serve_web:
             await self._start_web()
+        # The heartbeat tells other processes this one is alive, so they leave its claims alone.
+        self._heartbeat_task = asyncio.create_task(self.dispatcher.heartbeat(self._stop), name="rapport-heartbeat")
         if background:
             self._start_scheduler()
             self._dispatch_task = asyncio.create_task(self.dispatcher.run(self._stop), name="rapport-dispatch")
@@ -377,6 +343,10 @@ class Runner:
             await self._web.cleanup()
             self._web = None
         await asyncio.to_thread(self.leader.release)
+        if self._heartbeat_task is not None:
+            await self._heartbeat_task
+            self._heartbeat_task = None
+            await asyncio.to_thread(forget, self.app.sessions, self.worker_id)
         log.info("stopped")
 
     async def serve(self) -> None:

@@ -4,18 +4,25 @@ Nothing lost, nothing twice:
 
 * **Claim atomically.** On PostgreSQL, ``SELECT … FOR UPDATE SKIP LOCKED`` picks rows no other
   dispatcher holds; on SQLite a conditional ``UPDATE … WHERE id = ? AND status = 'pending'``
-  (or an expired lease) wins for exactly one claimer. A claim sets ``claimed_by``, a lease
-  (``claimed_until``) and counts the attempt, and commits *before* anything is sent: a row that is
-  ``claimed`` with ``attempts > 0`` is the marker of a send that may be under way.
+  (or a dead holder) wins for exactly one claimer. A claim sets ``claimed_by`` and a lease
+  (``claimed_until``) and commits before anything is sent.
+* **Count what was tried.** Just before the handler runs, the attempt is counted and an
+  ``outbox_sends`` marker is written; the marker goes when the outcome is recorded. A claimed row
+  without a marker was never tried: taking it back costs no attempt and cannot duplicate.
+* **Dead holders are noticed in seconds.** Every dispatcher refreshes a heartbeat row
+  (``scheduler.leader.beat``). A claim whose holder's heartbeat is older than ``dead_after``
+  (30 s), or whose lease ended, is taken back.
 * **Send, then commit at once.** The handler returns the channel's message id; the row becomes
   ``sent`` in its own short transaction immediately after.
 * **The one unavoidable window.** If the process dies after the channel's API accepted a message
-  and before that commit (milliseconds), the lease expires and another attempt sends it again.
-  Rapport prefers a rare duplicate to a lost invitation; the reclaim is logged with the row id.
+  and before that commit (milliseconds), another attempt sends it again. Rapport prefers a rare
+  duplicate to a lost invitation; such a reclaim (marker present) is logged with the row id.
 * **Retry with backoff.** ``RetryLater`` (429, 5xx, timeouts) puts the row back with
   ``not_before`` after ``retry_after`` when the API said so, else exponential backoff with jitter,
   up to ``max_attempts``. ``PermanentFailure`` marks it ``failed``, ``Unreachable`` marks it
   ``skipped``, both with the reason.
+* **Pacing is the channel's.** Each channel transport keeps its platform's rate; the dispatcher
+  hands rows over ``concurrency`` at a time and honours ``retry_after``.
 * **A decent hour, even late.** A row is checked against the person's send window when it is
   claimed; outside it, it waits for the next opening; past ``not_after`` it is skipped. So after
   downtime each missed message goes out once, at a decent hour, or not at all.
@@ -28,26 +35,24 @@ import contextlib
 import datetime as dt
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.db import transaction
 from memory.errors import DeliveryError, PermanentFailure, RapportError, RetryLater, Unreachable
-from memory.models import Checkin, OutboxMessage, Person, Program
-from scheduler.planner import away_of
+from memory.models import Checkin, OutboxMessage
+from memory.models_scheduler import OutboxSend
+from scheduler.claims import set_aside, take_back
+from scheduler.leader import DEAD_AFTER, HEARTBEAT_EVERY, beat, live_workers
 from scheduler.plans import ProgramSchedule
-from scheduler.windows import is_open, next_open, zone
 
 log = logging.getLogger(__name__)
 
 #: Sends one outbox row; returns the channel's message id. Raises DeliveryError subclasses.
 Handler = Callable[[OutboxMessage], Awaitable[str | None]]
-
-WINDOWED_KINDS = frozenset({"invitation", "reminder"})
 
 
 class SkipMessage(RapportError):
@@ -71,41 +76,17 @@ class NotNow(RapportError):
 @dataclass(frozen=True, kw_only=True)
 class DispatchSettings:
     batch_size: int = 50
-    # Sends in flight at once per process (each channel's rate limit still applies).
+    # Sends in flight at once per process (each channel's transport keeps its own rate).
     concurrency: int = 8
+    # A claim is taken back when its lease ends, or sooner when its holder's heartbeat stops.
     lease: dt.timedelta = dt.timedelta(minutes=5)
+    heartbeat_every: dt.timedelta = HEARTBEAT_EVERY
+    dead_after: dt.timedelta = DEAD_AFTER
     max_attempts: int = 8
     retry_base: dt.timedelta = dt.timedelta(seconds=30)
     retry_max: dt.timedelta = dt.timedelta(hours=1)
-    # Messages per second per channel; channels not listed are not limited here.
-    rates: Mapping[str, float] = field(default_factory=dict)
     # A handler that takes longer counts as a timeout (RetryLater).
     send_timeout: float = 60.0
-
-
-class RateLimiter:
-    """Spaces sends evenly: at most ``rate`` per second."""
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.monotonic = monotonic
-        self.sleep = sleep
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            now = self.monotonic()
-            wait = self._next - now
-            if wait > 0:
-                await self.sleep(wait)
-            self._next = max(now, self._next) + self.interval
 
 
 @dataclass
@@ -135,7 +116,6 @@ class Dispatcher:
         settings: DispatchSettings | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.sessions = sessions
@@ -146,9 +126,6 @@ class Dispatcher:
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
-        self.limiters = {
-            name: RateLimiter(rate, monotonic=monotonic, sleep=sleep) for name, rate in self.settings.rates.items()
-        }
         self._program_names: dict[int, str] = {}
         self.stopping = False
         # Rows the last claim rescheduled (outside the window) or skipped (too late) instead.
@@ -160,15 +137,20 @@ class Dispatcher:
     # Claiming ---------------------------------------------------------------------------------
 
     def claim(self, now: dt.datetime) -> list[OutboxMessage]:
-        """Claim up to ``batch_size`` due rows (and rows whose lease expired) for this worker."""
+        """Claim up to ``batch_size`` due rows (and rows of dead holders) for this worker."""
+        abandoned = or_(
+            OutboxMessage.claimed_until < now,
+            OutboxMessage.claimed_by.not_in(live_workers(now, self.settings.dead_after)),
+        )
         claimable = or_(
             and_(OutboxMessage.status == "pending", OutboxMessage.not_before <= now),
-            and_(OutboxMessage.status == "claimed", OutboxMessage.claimed_until < now),
+            and_(OutboxMessage.status == "claimed", abandoned),
         )
         kinds = list(self.handlers)
         claimed: list[int] = []
         self.last_claim_set_aside = 0
         with transaction(self.sessions) as s:
+            beat(s, self.worker_id, now)
             query = (
                 select(OutboxMessage)
                 .where(claimable, OutboxMessage.kind.in_(kinds))
@@ -179,11 +161,8 @@ class Dispatcher:
                 query = query.with_for_update(skip_locked=True)
             for row in s.scalars(query).all():
                 if row.status == "claimed":
-                    log.warning(
-                        "lease expired; reclaiming (an earlier attempt may have been delivered)",
-                        extra={"outbox_id": row.id, "previous_worker": row.claimed_by, "attempts": row.attempts},
-                    )
-                if self._defer_or_skip(s, row, now):
+                    take_back(s, row)
+                if set_aside(s, row, now, self.programs, self._program_names):
                     self.last_claim_set_aside += 1
                     continue
                 won = s.execute(
@@ -193,7 +172,6 @@ class Dispatcher:
                         status="claimed",
                         claimed_by=self.worker_id,
                         claimed_until=now + self.settings.lease,
-                        attempts=OutboxMessage.attempts + 1,
                     )
                     .execution_options(synchronize_session=False)
                 )
@@ -206,49 +184,19 @@ class Dispatcher:
             s.expunge_all()
         return sorted(rows, key=lambda r: (r.not_before, r.id))
 
-    def _program_name(self, s: Session, program_id: int) -> str | None:
-        if program_id not in self._program_names:
-            name = s.scalar(select(Program.name).where(Program.id == program_id))
-            if name is None:
-                return None
-            self._program_names[program_id] = name
-        return self._program_names[program_id]
+    def heartbeat_now(self) -> None:
+        with transaction(self.sessions) as s:
+            beat(s, self.worker_id, self.clock())
 
-    def _defer_or_skip(self, s: Session, row: OutboxMessage, now: dt.datetime) -> bool:
-        """Keep the send window: True if the row was rescheduled or skipped instead of claimed."""
-        if row.not_after is not None and now >= row.not_after:
-            self._close(s, row, "skipped", "too late: its window closed before it could be sent")
-            return True
-        if row.kind not in WINDOWED_KINDS or row.person_id is None or row.program_id is None:
-            return False
-        name = self._program_name(s, row.program_id)
-        program = self.programs.get(name or "")
-        if program is None:
-            return False
-        person = s.get(Person, row.person_id)
-        if person is None:
-            self._close(s, row, "skipped", "person deleted")
-            return True
-        if person.opted_out_at is not None:
-            self._close(s, row, "skipped", "opted out")
-            return True
-        tz, away = zone(person.timezone), away_of(s, person.id)
-        if is_open(now, program.window, tz, away):
-            return False
-        opens = next_open(now, program.window, tz, away)
-        if opens is None or (row.not_after is not None and opens >= row.not_after):
-            self._close(s, row, "skipped", "no send window before it expires")
-        else:
-            row.status, row.not_before = "pending", opens
-            row.claimed_by = row.claimed_until = None
-            log.info("outside the send window; waits", extra={"outbox_id": row.id, "not_before": opens.isoformat()})
-        return True
-
-    @staticmethod
-    def _close(s: Session, row: OutboxMessage, status: str, reason: str) -> None:
-        row.status, row.last_error = status, reason[:500]
-        row.claimed_by = row.claimed_until = None
-        log.info("outbox row closed", extra={"outbox_id": row.id, "status": status, "reason": reason})
+    async def heartbeat(self, stop: asyncio.Event) -> None:
+        """Refresh this worker's heartbeat until ``stop`` is set (a database hiccup is retried)."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.heartbeat_now)
+            except Exception:
+                log.warning("heartbeat failed; trying again", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.heartbeat_every.total_seconds())
 
     # Sending ----------------------------------------------------------------------------------
 
@@ -275,9 +223,9 @@ class Dispatcher:
             report.released += 1
             return
         handler = self.handlers[row.kind]
-        limiter = self.limiters.get(row.channel or "")
-        if limiter is not None:
-            await limiter.acquire()
+        if not await asyncio.to_thread(self._begin, row):
+            log.warning("the claim was taken back before its send began", extra={"outbox_id": row.id})
+            return
         try:
             ref = await asyncio.wait_for(handler(row), timeout=self.settings.send_timeout)
         except SkipMessage as exc:
@@ -309,6 +257,27 @@ class Dispatcher:
             OutboxMessage.id == row.id, OutboxMessage.status == "claimed", OutboxMessage.claimed_by == self.worker_id
         )
 
+    def _begin(self, row: OutboxMessage) -> bool:
+        """Count the attempt and mark that a send has started; False if the claim was lost."""
+        with transaction(self.sessions) as s:
+            won = s.execute(
+                update(OutboxMessage)
+                .where(self._mine(row))  # type: ignore[arg-type]
+                .values(attempts=OutboxMessage.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            s.execute(delete(OutboxSend).where(OutboxSend.outbox_id == row.id))
+            s.add(OutboxSend(outbox_id=row.id, worker_id=self.worker_id, started_at=self.clock()))
+        row.attempts += 1
+        return True
+
+    @staticmethod
+    def _ended(s: Session, row: OutboxMessage) -> None:
+        """The attempt's outcome is recorded: it is no longer a send that may be under way."""
+        s.execute(delete(OutboxSend).where(OutboxSend.outbox_id == row.id))
+
     def _mark_sent(self, row: OutboxMessage, ref: str | None) -> None:
         now = self.clock()
         with transaction(self.sessions) as s:
@@ -321,6 +290,7 @@ class Dispatcher:
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 log.warning("sent, but the lease was lost meanwhile", extra={"outbox_id": row.id})
                 return
+            self._ended(s, row)
             if row.kind == "reminder" and row.checkin_id is not None:
                 n = int(row.payload.get("n", 0)) if isinstance(row.payload, dict) else 0
                 checkin = s.get(Checkin, row.checkin_id)
@@ -336,6 +306,7 @@ class Dispatcher:
                 .values(status=status, last_error=reason[:500], claimed_until=None)
                 .execution_options(synchronize_session=False)
             )
+            self._ended(s, row)
         log.warning("not delivered", extra={"outbox_id": row.id, "kind": row.kind, "status": status, "reason": reason})
 
     def backoff(self, attempts: int) -> float:
@@ -371,6 +342,7 @@ class Dispatcher:
                 )
                 .execution_options(synchronize_session=False)
             )
+            self._ended(s, row)
         log.info(
             "retry later",
             extra={"outbox_id": row.id, "attempts": row.attempts, "delay_s": round(delay, 3), "reason": reason},
@@ -383,7 +355,7 @@ class Dispatcher:
             s.execute(
                 update(OutboxMessage)
                 .where(self._mine(row))  # type: ignore[arg-type]
-                .values(status="pending", claimed_by=None, claimed_until=None, attempts=OutboxMessage.attempts - 1)
+                .values(status="pending", claimed_by=None, claimed_until=None)
                 .execution_options(synchronize_session=False)
             )
 

@@ -1,4 +1,4 @@
-"""Exactly one scheduler at a time.
+"""Exactly one scheduler at a time, and which dispatching processes are alive.
 
 On PostgreSQL the leader holds a session-level advisory lock (``pg_try_advisory_lock``) on a
 connection of its own. Nothing else runs on that connection, so the lock lives exactly as long
@@ -17,14 +17,15 @@ import datetime as dt
 import hashlib
 import logging
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, Select, delete, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.db import transaction
-from memory.models_scheduler import SchedulerLease
+from memory.models_scheduler import SchedulerLease, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +156,32 @@ def make_leader(
     if engine.dialect.name == "postgresql":
         return AdvisoryLockLeader(engine)
     return LeaseLeader(sessions, holder=holder, ttl=ttl)
+
+
+# Heartbeats -----------------------------------------------------------------------------------
+# Every dispatching process refreshes its row every few seconds. A claim held by a process whose
+# heartbeat is older than ``dead_after`` is taken back at once (``scheduler.dispatch``): after a
+# kill -9 the restarted process, or any other, sends the dead one's rows within ~30 s instead of
+# waiting for their lease.
+
+HEARTBEAT_EVERY = dt.timedelta(seconds=5)
+DEAD_AFTER = dt.timedelta(seconds=30)
+
+
+def beat(s: Session, worker_id: str, now: dt.datetime) -> None:
+    """Record that ``worker_id`` is alive (inside the caller's transaction); an upsert, because
+    one process's claim and heartbeat threads may both write it at once."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(WorkerHeartbeat).values(worker_id=worker_id, seen_at=now)
+    s.execute(stmt.on_conflict_do_update(index_elements=["worker_id"], set_={"seen_at": stmt.excluded.seen_at}))
+
+
+def live_workers(now: dt.datetime, dead_after: dt.timedelta = DEAD_AFTER) -> Select[Any]:
+    """The workers whose heartbeat is fresh, as a subquery for claims."""
+    return select(WorkerHeartbeat.worker_id).where(WorkerHeartbeat.seen_at >= now - dead_after)
+
+
+def forget(sessions: sessionmaker[Session], worker_id: str) -> None:
+    """A clean stop: drop the heartbeat row (its unstarted claims were already given back)."""
+    with transaction(sessions) as s:
+        s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == worker_id))

@@ -24,7 +24,7 @@ def run(
     import logging
     import signal
 
-    from bot.runner import Runner, load_channels, load_extensions
+    from bot.runner import Runner, load_channels
 
     application = build_app(ctx)
     log = logging.getLogger("bot.runner")
@@ -39,10 +39,7 @@ def run(
         )
 
     async def main() -> None:
-        runner = Runner(
-            app=application, channels=channels, extensions=load_extensions(application, channels),
-            serve_web=not no_web, port=port,
-        )  # fmt: skip
+        runner = Runner(app=application, channels=channels, serve_web=not no_web, port=port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.request_stop)

@@ -246,8 +246,7 @@ def command_of(text: str) -> str | None:
 
 
 def advance(state: State, event: Event, now: dt.datetime) -> Transition:
-    """The whole conversation. ``now`` is passed in, never read."""
-    del now  # expiry is decided by the scheduler; kept in the signature for rules that need it
+    """The whole conversation. ``now`` is passed in (never read from a clock) and handed on."""
     if isinstance(event, Expire):
         if state.is_final:
             return Transition(state, ())
@@ -268,7 +267,7 @@ def advance(state: State, event: Event, now: dt.datetime) -> Transition:
 
     if isinstance(event, Resume):
         if state.stage == "invited":
-            return advance(state, Begin(), dt.datetime.min)
+            return advance(state, Begin(), now)
         return Transition(state, (Say("resumed"), *_pending(state)))
 
     if isinstance(event, Assessed):
@@ -282,15 +281,15 @@ def advance(state: State, event: Event, now: dt.datetime) -> Transition:
     if isinstance(event, Reply):
         cmd = command_of(event.text)
         if cmd is not None and (state.stage != "confirm_stop" or cmd in ("stop", "help")):
-            return advance(state, Command(cmd), dt.datetime.min)
+            return advance(state, Command(cmd), now)
 
     if isinstance(event, Command):
-        return _command(state, event.name)
+        return _command(state, event.name, now)
 
     if state.stage == "invited":
         # An answer before the invitation was shown: treat it as the start, then use it.
         started = replace(state, stage="asking", index=0)
-        inner = advance(started, event, dt.datetime.min)
+        inner = advance(started, event, now)
         return Transition(inner.state, inner.effects)
 
     if state.stage == "confirm_stop":
@@ -367,11 +366,11 @@ def _text_problem(state: State, text: str) -> str | None:
     return None
 
 
-def _command(state: State, name: str) -> Transition:
+def _command(state: State, name: str, now: dt.datetime) -> Transition:
     if name == "help":
         return Transition(state, (Say("help"), *_pending(state)))
     if name == "start":
-        return advance(state, Resume(), dt.datetime.min)
+        return advance(state, Resume(), now)
     if name == "stop":
         if state.stage == "confirm_stop":
             return Transition(replace(state, stage="opted_out", paused_stage=None), (OptOut(), Say("opted_out")))

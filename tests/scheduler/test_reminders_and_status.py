@@ -43,7 +43,7 @@ async def test_a_wave_from_invitation_to_expiry(scheduled_app: Callable[..., App
     channel = RecordingChannel()
     dispatcher = Dispatcher(
         sessions=app.sessions, handlers=Delivery(app=app, channels={"telegram": channel}, clock=clock).handlers(),
-        worker_id="w", programs=schedules, clock=clock, sleep=clock.sleep, monotonic=clock.monotonic,
+        worker_id="w", programs=schedules, clock=clock, sleep=clock.sleep,
         rng=random.Random(1),
     )  # fmt: skip
 
