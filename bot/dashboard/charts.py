@@ -8,12 +8,17 @@ it, so screen-reader users and people who cannot read the colours get every valu
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 
 import pygal
 from markupsafe import Markup
 from pygal.style import Style
+
+# pygal appends a legacy import hook (for its world-map plugins, unused here) to sys.meta_path;
+# it would sit in every later import of the process and warn on each miss. Take it out again.
+sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
 
 _STYLE = Style(
     background="transparent",
@@ -48,6 +53,8 @@ def _svg(chart: pygal.graph.graph.Graph, label: str, *, sparkline: bool = False)
 
 
 def sparkline(ratings: Sequence[int], *, low: int = 0, high: int = 10) -> Markup:
+    if not ratings:
+        return Markup("")  # the page says "–"; pygal would draw a large "No data"
     chart = pygal.Line(
         style=_STYLE, js=[], show_legend=False, disable_xml_declaration=True, width=120, height=32,
         range=(low, high), show_dots=True, dots_size=3, stroke_style={"width": 3},
@@ -56,7 +63,7 @@ def sparkline(ratings: Sequence[int], *, low: int = 0, high: int = 10) -> Markup
     chart.config.show_x_labels = chart.config.show_y_labels = False
     chart.config.margin = 2
     chart.config.spacing = 0
-    label = "ratings " + " → ".join(str(r) for r in ratings) if ratings else "no ratings yet"
+    label = "ratings " + " → ".join(str(r) for r in ratings)
     return _svg(chart, label, sparkline=True)
 
 
@@ -83,5 +90,8 @@ def bars(title: str, counts: dict[int, int], *, low: int, high: int, label: str)
         print_values=True, title=title,
     )  # fmt: skip
     chart.x_labels = [str(v) for v in range(low, high + 1)]
+    top = max(counts.values(), default=0)
+    # Whole people: integer ticks (pygal would otherwise draw 0.1 steps for small counts).
+    chart.y_labels = list(range(0, top + 1, max(1, top // 5)))
     chart.add("people", [counts.get(v, 0) for v in range(low, high + 1)])
     return _svg(chart, label)

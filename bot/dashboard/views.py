@@ -257,9 +257,7 @@ async def program_page(request: web.Request) -> web.Response:
     with_nps = [w for w in page.waves if w.nps is not None]
     trend = None
     if with_nps:
-        label = "NPS by wave: " + ", ".join(
-            f"{w.wave}: {w.nps.score:+.0f} ± {w.nps.margin:.0f}" for w in with_nps if w.nps
-        )
+        label = "NPS by wave: " + ", ".join(f"{w.wave}: {w.nps.score:+.0f}" for w in with_nps if w.nps)
         trend = charts.line("NPS by wave (95% margin in the table)", [w.wave for w in with_nps],
                             {"NPS": [w.nps.score if w.nps else None for w in with_nps]},
                             low=-100, high=100, label=label)  # fmt: skip

@@ -6,18 +6,27 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import numpy as np
-
 from bot.app import App
 from bot.dashboard import auth
 from memory import promises
 from memory.db import transaction
 from memory.embeddings import to_bytes
 from memory.models import Answer, Checkin, Enrollment, FollowUp, OutboxMessage, Owner, Person, Program, Wave
+from tests.fakes.embedder import HashingEmbedder
 
+_EMBEDDER = HashingEmbedder()
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 XSS = "<img src=x onerror=alert(1)>"
 PASSWORD = "correct horse battery staple"
+
+
+# More customers for screenshots: (name, ((rating, reason) per wave)).
+EXTRA = [
+    ("Nordlicht GmbH", ((6, "Onboarding was rough"), (9, "The new onboarding guide made it easy"))),
+    ("Harbor & Co", ((8, "Reliable, good value"), (8, "Still reliable and fairly priced"))),
+    ("Kestrel Labs", ((9, "Your API is the best we use"), (5, "API changes broke our build twice"))),
+    ("Maple Dental", ((7, "Fine overall"), (7, "Fine, support could be faster"))),
+]
 
 
 @dataclass
@@ -34,7 +43,7 @@ def _checkin(s, person: Person, program: Program, wave: Wave | None, when: dt.da
                 completed_at=when if status == "completed" else None)  # fmt: skip
     s.add(c)
     s.flush()
-    vec = to_bytes(np.ones(8, dtype=np.float32) * (rating or 1))
+    vec = to_bytes(_EMBEDDER.encode([text])[0]) if text else None
     if rating is not None:
         s.add(Answer(checkin_id=c.id, person_id=person.id, program_id=program.id, question="recommend" if not
                      program.anonymous else "enps", kind="rating", rating=rating, answered_at=when))  # fmt: skip
@@ -45,7 +54,8 @@ def _checkin(s, person: Person, program: Program, wave: Wave | None, when: dt.da
     return c
 
 
-def build_world(app: App, *, admin: bool = False) -> World:
+def build_world(app: App, *, admin: bool = False, mark: str = XSS, extra: int = 0) -> World:
+    """``mark`` is put in people's words and names; screenshots pass a harmless one."""
     with transaction(app.sessions) as s:
         alice = Owner(key="alice@example.com", name="Alice", created_at=NOW)
         bob = Owner(key="bob@example.com", name="Bob", created_at=NOW)
@@ -83,7 +93,8 @@ def build_world(app: App, *, admin: bool = False) -> World:
         s.add_all([w1, w2, e1])
         s.flush()
         people = {}
-        for key, name, owner in [("ann", "Ann " + XSS, alice), ("dan", "Dan", alice), ("carl", "Carl", bob)]:
+        cast = [("ann", f"Ann {mark}".strip(), alice), ("dan", "Dan", alice), ("carl", "Carl", bob)]
+        for key, name, owner in cast:
             p = Person(key=key, name=name, owner_id=owner.id, timezone="UTC", created_at=NOW, updated_at=NOW)
             s.add(p)
             s.flush()
@@ -91,14 +102,22 @@ def build_world(app: App, *, admin: bool = False) -> World:
             people[key] = p
         ann, dan, carl = people["ann"], people["dan"], people["carl"]
         _checkin(s, ann, customers, w1, NOW - dt.timedelta(days=190), 9, "Great support, fast answers")
-        c2 = _checkin(s, ann, customers, w2, NOW - dt.timedelta(days=10), 4, XSS + " support got slow")
+        slow = (mark + " support got slow").strip().capitalize()
+        c2 = _checkin(s, ann, customers, w2, NOW - dt.timedelta(days=10), 4, slow)
         answer = s.query(Answer).filter_by(checkin_id=c2.id, kind="text").one()
-        s.add(FollowUp(checkin_id=c2.id, answer_id=answer.id, question=f"You said “Great support” before. {XSS}?",
-                       score=0.8, reasons=[{"kind": "rating", "text": "rating fell from 9 to 4", "data": {}},
-                                           {"kind": "appeared", "text": "new idea", "data": {"theme": "slow " + XSS}},
-                                           {"kind": "disappeared", "text": "gone", "data": {"theme": "fast answers"}}],
-                       prompt={}, asked_at=NOW - dt.timedelta(days=10), answer_text="They cut the team " + XSS,
-                       answered_at=NOW - dt.timedelta(days=10)))  # fmt: skip
+        reasons = [
+            {"kind": "rating", "text": "rating fell from 9 to 4", "data": {}},
+            {"kind": "appeared", "text": "a new idea: slow support", "data": {"theme": f"slow support {mark}".strip()}},
+            {"kind": "disappeared", "text": "no longer mentions fast answers", "data": {"theme": "fast answers"}},
+        ]
+        s.add(
+            FollowUp(
+                checkin_id=c2.id, answer_id=answer.id, score=0.8, reasons=reasons, prompt={},
+                question=f"You said “Great support, fast answers” before. What changed? {mark}".strip(),
+                asked_at=NOW - dt.timedelta(days=10), answer_text=f"They cut the team {mark}".strip(),
+                answered_at=NOW - dt.timedelta(days=10),
+            )
+        )  # fmt: skip
         _checkin(s, dan, customers, w1, NOW - dt.timedelta(days=190), 8, "Fine")
         _checkin(s, dan, customers, w2, NOW - dt.timedelta(days=12), None, None, status="expired")
         _checkin(s, carl, customers, w1, NOW - dt.timedelta(days=190), 7, "Carl's secret words")
@@ -110,10 +129,16 @@ def build_world(app: App, *, admin: bool = False) -> World:
             s.add(e)
             s.flush()
             s.add(Enrollment(person_id=e.id, program_id=employees.id, enrolled_at=NOW, active=True))
-            _checkin(s, e, employees, e1, NOW - dt.timedelta(days=25), 2 + i, f"anon words {i} {XSS}")
-        p1 = promises.add_promise(s, person=ann, owner=alice, text="A dedicated contact " + XSS, now=NOW -
+            _checkin(s, e, employees, e1, NOW - dt.timedelta(days=25), 2 + i, f"anon words {i} {mark}")
+        p1 = promises.add_promise(s, person=ann, owner=alice, text=("A dedicated contact " + mark).strip(), now=NOW -
                                   dt.timedelta(days=9), due_at=NOW + dt.timedelta(days=30), source="web")  # fmt: skip
         p2 = promises.add_promise(s, person=carl, owner=bob, text="Carl's promise", now=NOW - dt.timedelta(days=9))
+        for i, (name, history) in enumerate(EXTRA[:extra]):
+            p = Person(key=f"x{i}", name=name, owner_id=alice.id, timezone="UTC", created_at=NOW, updated_at=NOW)
+            s.add(p)
+            s.flush()
+            for wave, (rating, words) in zip((w1, w2), history, strict=True):
+                _checkin(s, p, customers, wave, wave.opens_at + dt.timedelta(days=3), rating, words)
         digest = OutboxMessage(key="digest:alice:1", kind="digest", owner_id=alice.id, channel="file",
                                payload={"owner": alice.key, "since": (NOW - dt.timedelta(days=14)).isoformat(),
                                         "until": (NOW - dt.timedelta(days=7)).isoformat()},
