@@ -22,6 +22,8 @@ from memory.models import Base
 ACTIONS = (
     "portfolio.view",
     "story.view",
+    "promise.view",
+    "promises.view",
     "program.view",
     "digest.view",
     "promise.add",

@@ -138,7 +138,7 @@ async def promises_page(request: web.Request) -> web.Response:
         anonymous = set(s.scalars(select(Program.id).where(Program.anonymous.is_(True))))
         rows = [(p, people[p.person_id]) for p in promises.list_promises(s, now=now)
                 if p.person_id in people and p.program_id not in anonymous]  # fmt: skip
-        audit.record(s, actor=who.key, action="portfolio.view", now=now, detail={"promises": len(rows)})
+        audit.record(s, actor=who.key, action="promises.view", now=now, detail={"promises": len(rows)})
         return rows
 
     rows = await cfg.run(load)
@@ -154,7 +154,9 @@ async def edit_page(request: web.Request) -> web.Response:
     def load(s: Session) -> tuple[Promise, Person] | None:
         found = _visible_promise(s, who, pid)
         if found is not None:
-            audit.record(s, actor=who.key, action="story.view", now=now, person_id=found[1].id, detail={"promise": pid})
+            audit.record(
+                s, actor=who.key, action="promise.view", now=now, person_id=found[1].id, detail={"promise": pid}
+            )
         return found
 
     found = await cfg.run(load)

@@ -230,3 +230,17 @@ async def test_security_headers(client: TestClient) -> None:
     assert "script-src" not in r.headers["Content-Security-Policy"]  # default-src 'none': no script at all
     assert r.headers["Referrer-Policy"] == "no-referrer"
     assert r.headers["Cache-Control"] == "no-store"
+
+
+async def test_cookies_are_secure_behind_https(web_app: App, world: World) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from bot.dashboard import make_dashboard
+    from bot.web import make_web_app
+
+    config = web_app.config.model_copy(update={"web": web_app.config.web.model_copy(
+        update={"public_url": "https://rapport.example.com"})})  # fmt: skip
+    dashboard = make_dashboard(sessions=web_app.sessions, config=config, clock=lambda: NOW)
+    async with TestClient(TestServer(make_web_app(dashboard=dashboard))) as c:
+        page = await c.get("/dashboard/login")
+        assert "secure" in page.headers["Set-Cookie"].lower()
