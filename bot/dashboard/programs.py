@@ -59,13 +59,13 @@ class ProgramPage:
     views: tuple[anonymity.AggregateView, ...] = field(default_factory=tuple)
 
 
-def _scale(config: ProgramConfig) -> tuple[str | None, int, int]:
+def scale(config: ProgramConfig) -> tuple[str | None, int, int]:
     q = next((q for q in config.questions if q.kind == "rating"), None)
     return (q.key, q.min, q.max) if q else (None, 0, 10)
 
 
 def attributed(s: Session, viewer: Viewer, program: Program, config: ProgramConfig) -> ProgramPage:
-    _key, low, high = _scale(config)
+    _key, low, high = scale(config)
     people = [p.id for p in s.scalars(visible_people_query(viewer))]
     checkins = [c for c in anonymity.visible_checkins(s, person_ids=people) if c.program_id == program.id]
     by_wave: dict[int, list[object]] = defaultdict(list)
@@ -106,7 +106,7 @@ def anonymous(
     filters: dict[str, object],
 ) -> ProgramPage:  # fmt: skip
     """Raises SliceRefused for any filter but the wave (handled as the door's ``wave``)."""
-    _key, low, high = _scale(config)
+    _key, low, high = scale(config)
     wave = filters.pop("wave", None)
     views: list[anonymity.AggregateView] = []
     stats: list[WaveStats] = []

@@ -12,6 +12,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.config import Config
 from bot.dashboard import auth, charts, forms, portfolio, programs
 from bot.dashboard.app import empty_form, form, render, settings, viewer
 from memory import audit, digests, promises, stories
@@ -36,12 +37,18 @@ async def portfolio_page(request: web.Request) -> web.Response:
         return rows
 
     rows = await cfg.run(load)
-    sparks = {r.key: charts.sparkline(r.ratings) for r in rows}
+    sparks = {r.key: charts.sparkline(r.ratings, low=low, high=high) for r in rows
+              for _k, low, high in [_scale_of(cfg.config, r.program)]}  # fmt: skip
     return render(request, "portfolio.html", {"rows": rows, "sparks": sparks, "filters": portfolio.FILTERS,
                                               "only": only})  # fmt: skip
 
 
-def _story_chart(story: stories.Story) -> Any:
+def _scale_of(config: Config, program: str | None) -> tuple[str | None, int, int]:
+    found = config.programs.get(program or "")
+    return programs.scale(found) if found is not None else (None, 0, 10)
+
+
+def _story_chart(story: stories.Story, config: Config) -> Any:
     series: dict[str, list[tuple[str, int]]] = {}
     for p in story.points:
         if p.status == "completed" and p.rating is not None:
@@ -51,7 +58,9 @@ def _story_chart(story: stories.Story) -> Any:
     labels = sorted({label for pts in series.values() for label, _ in pts})
     values = {name: [dict(pts).get(label) for label in labels] for name, pts in series.items()}
     sentence = "; ".join(f"{name}: " + ", ".join(f"{w} rated {r}" for w, r in pts) for name, pts in series.items())
-    return charts.line("Ratings over time", labels, values, low=0, high=10, label=f"Ratings over time. {sentence}")
+    scales = [_scale_of(config, name) for name in series]
+    low, high = min(s[1] for s in scales), max(s[2] for s in scales)
+    return charts.line("Ratings over time", labels, values, low=low, high=high, label=f"Ratings over time. {sentence}")
 
 
 async def story_page(request: web.Request) -> web.Response:
@@ -76,7 +85,7 @@ async def story_page(request: web.Request) -> web.Response:
         if p.status == "completed" and p.rating is not None:
             last[p.program] = p.rating
     return render(request, "story.html", {
-        "story": story, "chart": _story_chart(story), "previous": previous,
+        "story": story, "chart": _story_chart(story, cfg.config), "previous": previous,
         "add_form": await empty_form(request, forms.PromiseForm),
         "status_form": await empty_form(request, forms.StatusForm),
     })  # fmt: skip
@@ -296,9 +305,13 @@ async def digest_page(request: web.Request) -> web.Response:
         if m is None or m.kind != "digest" or m.status != "sent" or (not who.is_admin and m.owner_id != who.owner_id):
             return None
         payload = m.payload or {}
+        try:
+            owner, since, until = (str(payload["owner"]), dt.datetime.fromisoformat(payload["since"]),
+                                   dt.datetime.fromisoformat(payload["until"]))  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            return None  # a row the dispatcher would also have refused: nothing to rebuild
         d = digests.build_digest(
-            s, owner=str(payload["owner"]), since=dt.datetime.fromisoformat(payload["since"]),
-            until=dt.datetime.fromisoformat(payload["until"]), threshold=cfg.config.digests.rating_threshold,
+            s, owner=owner, since=since, until=until, threshold=cfg.config.digests.rating_threshold,
             quote_chars=cfg.config.digests.quote_chars,
         )  # fmt: skip
         audit.record(s, actor=who.key, action="digest.view", now=now, detail={"digest": mid})

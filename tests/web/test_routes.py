@@ -244,3 +244,18 @@ async def test_cookies_are_secure_behind_https(web_app: App, world: World) -> No
     async with TestClient(TestServer(make_web_app(dashboard=dashboard))) as c:
         page = await c.get("/dashboard/login")
         assert "secure" in page.headers["Set-Cookie"].lower()
+
+
+async def test_a_digest_row_without_its_period_is_not_found(web_app: App, client: TestClient) -> None:
+    from memory.models import OutboxMessage, Owner
+
+    with transaction(web_app.sessions) as s:
+        alice = s.scalar(select(Owner).where(Owner.key == "alice@example.com"))
+        row = OutboxMessage(key="digest:broken", kind="digest", owner_id=alice.id, payload={"owner": alice.key},
+                            status="sent", not_before=NOW, sent_at=NOW, created_at=NOW)  # fmt: skip
+        s.add(row)
+        s.flush()
+        broken = row.id
+    await log_in(client)
+    assert (await client.get(f"/dashboard/digests/{broken}")).status == 404
+    assert (await client.get("/dashboard/digests/not-a-number")).status == 404
