@@ -44,13 +44,12 @@ PUBLIC = {"login", "login_post", "login_link", "login_link_post", "static"}
 class Settings:
     """What every handler needs: the database, the config, the clock and the form secret."""
 
-    def __init__(self, *, sessions: sessionmaker[Session], config: Config, clock: Clock, secret: bytes,
-                 encode: Callable[..., Any] | None = None) -> None:  # fmt: skip
+    def __init__(self, *, sessions: sessionmaker[Session], config: Config, clock: Clock, secret: bytes) -> None:
         self.sessions = sessions
         self.config = config
         self.clock = clock
+        # Separate keys for the cookie and the forms, both derived from the one configured secret.
         self.csrf_secret = hashlib.sha256(b"rapport-csrf:" + secret).digest()
-        self.encode = encode
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         """One transaction in a worker thread, so the event loop never waits on the database."""
@@ -236,15 +235,13 @@ async def logout(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(request.app.router["login"].url_for())
 
 
-def make_dashboard(
-    *, sessions: sessionmaker[Session], config: Config, clock: Clock, encode: Callable[..., Any] | None = None
-) -> web.Application:
+def make_dashboard(*, sessions: sessionmaker[Session], config: Config, clock: Clock) -> web.Application:
     from bot.dashboard import views
 
     d = config.web.dashboard
     secret = _secret(config)
     app = web.Application(middlewares=[headers])
-    app[SETTINGS] = Settings(sessions=sessions, config=config, clock=clock, secret=secret, encode=encode)
+    app[SETTINGS] = Settings(sessions=sessions, config=config, clock=clock, secret=secret)
     fernet = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"rapport-session:" + secret).digest()))
     storage = EncryptedCookieStorage(
         fernet, cookie_name="rapport_session", max_age=d.session_hours * 3600, path=PREFIX,
