@@ -253,11 +253,29 @@ class ChannelsConfig(Strict):
     slack: SlackConfig = Field(default_factory=SlackConfig)
 
 
+class DashboardConfig(Strict):
+    # Serve the owners' web app under /dashboard/ (docs/web.md).
+    enabled: bool = True
+    # Encrypts the session cookie and signs form tokens; the same value in every process.
+    # While unset, each process makes its own key at start (sessions end at a restart).
+    session_secret: SecretRef | None = "${RAPPORT_WEB_SECRET}"
+    # Secure cookies: auto = when public_url starts with https://; always; never (plain-http dev).
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    # How long a login lasts.
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    # How long a one-time login link (`rapport owner login-link`) can be used.
+    login_link_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # Failed logins allowed per owner and per address within the window, before refusing (429).
+    login_attempts: int = Field(default=5, ge=1, le=1000)
+    login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+
 class WebConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     # Public base URL (for links in messages and webhooks), e.g. https://rapport.example.com
     public_url: str | None = None
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
 
 class SchedulerConfig(Strict):

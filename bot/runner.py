@@ -287,7 +287,12 @@ class Runner:
 
     async def _start_web(self) -> None:
         routes = [route for channel in self.channels.values() for route in channel.routes()]
-        runner = web.AppRunner(make_web_app(routes=routes, health=self.health), access_log=None)
+        dashboard = None
+        if self.config.web.dashboard.enabled:
+            from bot.dashboard import make_dashboard
+
+            dashboard = make_dashboard(sessions=self.app.sessions, config=self.config, clock=self.clock)
+        runner = web.AppRunner(make_web_app(routes=routes, health=self.health, dashboard=dashboard), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:

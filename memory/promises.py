@@ -147,3 +147,49 @@ def owner_stats(promises: Sequence[Promise], owners: dict[int, str], now: dt.dat
 
 def owner_keys(s: Session) -> dict[int, str]:
     return {o.id: o.key for o in s.scalars(select(Owner))}
+
+
+# Editing and closing (the web's promise forms; the CLI uses the same functions) ---------------
+
+#: Statuses an owner may set by hand. "open" reopens a promise closed by mistake.
+OWNER_STATUSES = ("open", "kept", "partly", "broken")
+
+
+class UnknownStatus(RapportError):
+    def __init__(self, status: str) -> None:
+        super().__init__(f"unknown promise status {status!r} (use one of: {', '.join(OWNER_STATUSES)})")
+
+
+def get_promise(s: Session, promise_id: int) -> Promise | None:
+    return s.scalar(select(Promise).where(Promise.id == promise_id).options(selectinload(Promise.outcomes)))
+
+
+def edit_promise(
+    s: Session, *, promise: Promise, text: str | None = None, due_at: dt.datetime | None = None, clear_due: bool = False
+) -> Promise:
+    """Change a promise's words and/or due date (``clear_due`` removes the date). The same rule
+    as :func:`add_promise`: whitespace is collapsed and empty words are refused."""
+    if text is not None:
+        text = " ".join(text.split())
+        if not text:
+            raise EmptyPromise()
+        promise.text = text
+    if clear_due:
+        promise.due_at = None
+    elif due_at is not None:
+        promise.due_at = due_at
+    s.flush()
+    return promise
+
+
+def set_status(s: Session, *, promise: Promise, status: str) -> Promise:
+    """The owner closes a promise as kept, partly kept or broken, or reopens it.
+
+    This records the owner's judgement in the status only; the person's own verdict, asked at
+    their next check-in, stays an :class:`Outcome` and still overrides it (``record_outcome``).
+    """
+    if status not in OWNER_STATUSES:
+        raise UnknownStatus(status)
+    promise.status = status
+    s.flush()
+    return promise

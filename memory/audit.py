@@ -1,0 +1,77 @@
+"""The audit log: who looked at or changed a person's data, what, and when.
+
+Every owner-facing read of a person's data (a story, a promise form) and every change made from
+the web is written here with :func:`record`, in the same transaction as the read or the change.
+The log holds no people's words: ``action`` is a fixed verb (``story.view``, ``promise.edit``...)
+and ``detail`` carries ids and counts only. Privacy work (exports, erasure) reads it with
+:func:`entries`; erasing a person keeps their audit rows (``person_id`` is set to NULL by the
+foreign key) so the record of access survives the data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from memory.models import Base
+
+#: The actions written today. Add new verbs here, so the list stays the one reference.
+ACTIONS = (
+    "portfolio.view",
+    "story.view",
+    "promise.view",
+    "promises.view",
+    "program.view",
+    "digest.view",
+    "promise.add",
+    "promise.edit",
+    "promise.status",
+    "login",
+    "login.link",
+)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_person_at", "person_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime]
+    # Who: an owner key ("alice@example.com"), or "cli" / "system".
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(50))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def record(
+    s: Session,
+    *,
+    actor: str,
+    action: str,
+    now: dt.datetime,
+    person_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Write one entry. ``detail`` must hold ids and counts, never people's words."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r} (add it to memory.audit.ACTIONS)")
+    entry = AuditEntry(at=now, actor=actor, action=action, person_id=person_id, detail=dict(detail or {}))
+    s.add(entry)
+    s.flush()
+    return entry
+
+
+def entries(
+    s: Session, *, person_id: int | None = None, actor: str | None = None, limit: int = 500
+) -> list[AuditEntry]:
+    """Newest first, optionally for one person or one actor."""
+    query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
+    if person_id is not None:
+        query = query.where(AuditEntry.person_id == person_id)
+    if actor is not None:
+        query = query.where(AuditEntry.actor == actor)
+    return list(s.scalars(query))
