@@ -122,6 +122,11 @@ def load_channels(app: App) -> tuple[dict[str, Channel], list[str]]:
             continue
         channels[name] = channel
         notes.append(f"{name}: on")
+    if app.config.channels.web.enabled and any("web" in p.channels for p in app.config.programs.values()):
+        from bot.channels.web import WebChannel
+
+        channels["web"] = WebChannel.from_app(app)
+        notes.append("web: on (check-in links by e-mail; see channels.web.delivery)")
     if any("terminal" in program.channels for program in app.config.programs.values()):
         from bot.channels.console import ConsoleChannel
 
