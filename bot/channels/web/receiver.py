@@ -132,7 +132,9 @@ class Receiver:
             started = await asyncio.to_thread(
                 self.service.start, person_ref=found.person_key, program=found.program, channel="web"
             )
-            log = [["rapport", m.text] for m in started.messages]
+            # Only where it stands: the greeting or "welcome back" was in the e-mail that led here.
+            shown = [m for m in started.messages if m.kind != "message"] or started.messages
+            log = [["rapport", _clip(m.text)] for m in shown]
             ask = _pending(started.messages)
             cookie.update({"checkin": found.checkin_id, "log": log[-KEEP:], "ask": ask})
         nonce = secrets.token_urlsafe(18)
