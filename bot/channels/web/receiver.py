@@ -140,6 +140,8 @@ class Receiver:
         nonce = secrets.token_urlsafe(18)
         response = self._html(
             "checkin.html", name=found.name, log=log, ask=ask, opted_out=found.opted_out,
+            # The question is the conversation's last bubble: its label is then for screen readers.
+            repeated=bool(ask and log and log[-1][1] == _clip(ask["text"])),
             done=found.checkin_id is None, nonce=nonce, csrf=self._csrf(token, nonce),
         )  # fmt: skip
         await self.storage.save_session(request, response, cookie)
