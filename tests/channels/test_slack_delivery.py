@@ -219,7 +219,7 @@ async def test_people_imported_while_running_are_linked_without_a_restart(slack_
         assert identity(slack_rig).external_id == ADA
     finally:
         await channel.stop()
-    assert channel._linker is None
+    assert channel.linker.task is None
 
 
 async def test_a_long_rate_limit_ends_the_linking_round(slack_rig: SlackRig) -> None:

@@ -7,7 +7,7 @@ what a payload asks for; the engine decides what to say.
 * an edited DM corrects that answer, a deleted one changes nothing, a file is a ``non_text``;
 * the App Home (``home``), the *Record a promise* shortcut (``shortcut``);
 * roster entries with an e-mail are linked to Slack users (``users.lookupByEmail``), now and
-  every ``link_every_seconds``, and when they write first (``users.info``).
+  every ``link_every_seconds``, and when they write first (``linking``).
 
 Slack retries an event it thinks we missed, and the engine processes each ``event_id`` once.
 """
@@ -15,11 +15,10 @@ Slack retries an event it thinks we missed, and the engine processes each ``even
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -36,11 +35,11 @@ from bot.channels.base import Address, Inbound, Markup, Outbound, Sent
 from bot.channels.slack import home, shortcut
 from bot.channels.slack.blocks import JSON
 from bot.channels.slack.install import BOT_SCOPES, ThreadedInstallationStore, ThreadedStateStore
+from bot.channels.slack.linking import LinkReport, RosterLinker
 from bot.channels.slack.receiver import Ack, SlackReceiver
 from bot.channels.slack.translate import (
     NAME,
     chosen_view,
-    dig,
     is_bot,
     obj,
     text_of,
@@ -53,14 +52,11 @@ from bot.engine.marks import Marks
 from bot.engine.owners import OwnerCommands
 from bot.engine.people import People
 from bot.engine.service import CheckinService
-from memory.errors import PermanentFailure, RetryLater, Unreachable
 
 log = logging.getLogger("bot.channels.slack")
 
 #: A rating message answered once stays answered (in every process) this long.
 CLICKED_FOR = dt.timedelta(days=60)
-#: An unknown sender already looked up with users.info is not looked up again for this long.
-SENDER_CHECK_SECONDS = 3600.0
 
 
 def utcnow() -> dt.datetime:
@@ -77,15 +73,6 @@ class SlackOAuth:
     # Where Slack sends people back after the install; Slack's app settings decide when None.
     redirect_uri: str | None = None
     state_expiration_seconds: int = 600
-
-
-@dataclass
-class LinkReport:
-    """What ``link_people`` did: people linked by e-mail, and the ones it could not link."""
-
-    linked: list[str] = field(default_factory=list)
-    not_found: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
 
 
 class SlackChannel:
@@ -157,11 +144,9 @@ class SlackChannel:
         self.receiver.register(self)
         self.bolt = self.receiver.bolt
         self._tasks: set[asyncio.Task[None]] = set()
-        # Unknown senders already looked up with users.info: a cache (another process looking
-        # again costs one API call, nothing else).
-        self._checked_senders: dict[tuple[str, str], float] = {}
-        self._linker: asyncio.Task[None] | None = None
-        self._first_link = asyncio.Event()
+        self.linker = RosterLinker(
+            people=self.people, transport=self.transport, clock=clock, every_seconds=link_every_seconds
+        )
 
     @property
     def team_id(self) -> str | None:
@@ -179,27 +164,24 @@ class SlackChannel:
             auth = await self.transport.client.auth_test()
             self.transport.team_id = str(auth.get("team_id") or "") or None
             log.info("slack connected", extra={"team": self.team_id, "mode": self.mode})
-        # Linking a large roster takes a while (Slack paces users.lookupByEmail), so it runs beside
-        # the channel: now, then every link_every_seconds for people imported while Rapport runs.
-        self._linker = asyncio.get_running_loop().create_task(self._link_loop())
+        self.linker.start()
         await self.receiver.connect()
 
     async def stop(self) -> None:
-        if self._linker is not None:
-            self._linker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._linker
-            self._linker = None
+        await self.linker.stop()
         await self.receiver.close()
         await self.drain()
 
     async def drain(self) -> None:
         """Wait until the work started so far is done: acknowledged events, and the first round of
         linking the roster after ``start``."""
-        if self._linker is not None:
-            await self._first_link.wait()
+        await self.linker.first_round()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def link_people(self) -> LinkReport:
+        """Link roster entries that have an e-mail but no Slack identity (``rapport slack link``)."""
+        return await self.linker.link_people()
 
     async def send(self, address: Address, messages: Sequence[Outbound]) -> Sent:
         """Post messages in the person's DM, in order and at Slack's pace, or raise DeliveryError."""
@@ -255,7 +237,7 @@ class SlackChannel:
             return
         inbound, channel, thread = translated
         if inbound.kind in ("text", "non_text"):
-            await self._link_sender(client, inbound.sender, inbound.workspace)
+            await self.linker.link_sender(client, inbound.sender, inbound.workspace)
         await self.reply(client, channel, await self.handle(inbound), thread)
 
     async def on_rating(self, body: JSON, client: AsyncWebClient) -> None:
@@ -322,82 +304,3 @@ class SlackChannel:
 
     async def on_promise_form(self, ack: Ack, body: JSON) -> None:
         await shortcut.submit(self, ack, body)
-
-    # Linking the roster -----------------------------------------------------------------------
-
-    async def link_people(self) -> LinkReport:
-        """Link roster entries that have an e-mail but no Slack identity, via users.lookupByEmail."""
-        report = LinkReport()
-        teams = await self.installations.teams() if self.installations is not None else [""]
-        for team in teams:
-            workspace = team if self.multi_workspace else ""
-            pending = await asyncio.to_thread(self.people.to_link, NAME, workspace)
-            if not pending:
-                continue
-            client = await self.transport.client_for(workspace)
-            for index, (key, email) in enumerate(pending):
-                try:
-                    user = await self.transport.lookup_email(client, workspace, email)
-                except RetryLater as exc:
-                    # Slack asks for a long pause: the rest of this workspace waits for the next round.
-                    report.failed.update({k: exc.reason for k, _ in pending[index:]})
-                    break
-                except (PermanentFailure, Unreachable) as exc:
-                    report.failed[key] = exc.reason
-                    continue
-                if user is None:
-                    report.not_found.append(key)
-                    continue
-                await asyncio.to_thread(self.people.link_by_key, NAME, key, user, workspace, self.clock())
-                report.linked.append(key)
-        if report.not_found or report.failed:
-            log.warning(
-                "slack: some people could not be linked by e-mail",
-                extra={"not_found": len(report.not_found), "failed": len(report.failed)},
-            )
-        return report
-
-    async def _link_loop(self) -> None:
-        await self._link_roster()
-        self._first_link.set()
-        while self.link_every_seconds > 0:
-            await asyncio.sleep(self.link_every_seconds)
-            await self._link_roster()
-
-    async def _link_roster(self) -> None:
-        try:
-            report = await self.link_people()
-        except Exception:
-            log.exception("slack: linking the roster by e-mail failed; people can still be linked by slack_user")
-            return
-        if report.linked or report.not_found or report.failed:
-            log.info(
-                "slack roster linked by e-mail",
-                extra={"linked": len(report.linked), "not_found": len(report.not_found), "failed": len(report.failed)},
-            )
-
-    async def _link_sender(self, client: AsyncWebClient, user: str, workspace: str) -> None:
-        """Someone on the roster by e-mail but not yet linked writes first: link them (users.info)."""
-        key = (workspace, user)
-        loop = asyncio.get_running_loop()
-        if self._checked_senders.get(key, 0.0) > loop.time():
-            return
-        if await asyncio.to_thread(self.people.has_identity, NAME, user, workspace):
-            return
-        if len(self._checked_senders) > 100_000:
-            self._checked_senders.clear()
-        self._checked_senders[key] = loop.time() + SENDER_CHECK_SECONDS
-        try:
-            response = await client.users_info(user=user)
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            log.info("slack: users.info failed for a new sender", extra={"error": type(exc).__name__})
-            return
-        data = response.data if isinstance(response.data, dict) else {}
-        if dig(data, "user", "is_bot"):
-            return
-        email = text_of(dig(data, "user", "profile", "email"))
-        if not email:
-            return
-        if await asyncio.to_thread(self.people.link_by_email, NAME, email, user, workspace, self.clock()):
-            self._checked_senders.pop(key, None)
-            log.info("slack: a roster entry was linked by e-mail when they wrote first")
