@@ -538,6 +538,6 @@ async def test_start_with_a_wrong_token_fails_cleanly(make_app, telegram_api) ->
     channel.bot = type(channel.bot)(token="999:wrong", base_url=telegram_api.base_url)
     with pytest.raises(InvalidToken):
         await channel.start()
-    assert channel.application is None
+    assert not channel.running
     assert telegram_api.calls_to("getUpdates") == []
     await channel.stop()  # stopping a channel that never started is harmless

@@ -70,6 +70,10 @@ class TelegramSettings:
     # Messages per second to one chat (0 turns the per-chat limit off).
     per_chat_rate: float = 1.0
     group_notice_every: dt.timedelta = dt.timedelta(hours=1)
+    # Polling: the first wait before fetching an update again whose processing failed.
+    poll_retry_seconds: float = 1.0
+    # How long ``stop`` waits for the updates in hand (their replies included).
+    drain_seconds: float = 30.0
 
 
 class TelegramChannel:
@@ -106,9 +110,11 @@ class TelegramChannel:
         )  # fmt: skip
         self.receiver = TelegramReceiver(
             bot=bot, mode=settings.mode, webhook_url=settings.webhook_url, secret_token=settings.secret_token,
-            poll_timeout=settings.poll_timeout, process=self.process_update,
+            poll_timeout=settings.poll_timeout, process=self.process_update, retry_seconds=settings.poll_retry_seconds,
         )  # fmt: skip
         self._chat_locks: dict[int, asyncio.Lock] = {}
+        # Tasks processing an update right now: ``stop`` lets them finish (and reply).
+        self._inflight: set[asyncio.Task[Any]] = set()
         # When the group notice was last sent to a group: only a courtesy, so per process.
         self._group_notices: dict[int, dt.datetime] = {}
 
@@ -121,8 +127,8 @@ class TelegramChannel:
         self.transport.bot = self.receiver.bot = bot
 
     @property
-    def application(self) -> Any:
-        return self.receiver.application
+    def running(self) -> bool:
+        return self.receiver.running
 
     # Lifecycle --------------------------------------------------------------------------------
 
@@ -134,12 +140,30 @@ class TelegramChannel:
         self.username = self.bot.username
 
     async def stop(self) -> None:
-        await self.receiver.stop()
+        """Take no new updates, finish the ones in hand (replies included), then disconnect."""
+        await self.receiver.stop_receiving()
+        current = asyncio.current_task()
+        pending = [t for t in self._inflight if t is not current]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self.settings.drain_seconds)
+            if late:
+                log.warning("telegram updates still in hand at shutdown", extra={"count": len(late)})
+        await self.receiver.shutdown()
 
     # Receiving --------------------------------------------------------------------------------
 
     async def process_update(self, update: Mapping[str, Any]) -> None:
         """Carry out one raw update (from polling, the webhook, or a replayed file)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            await self._process(update)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _process(self, update: Mapping[str, Any]) -> None:
         try:
             action = translate(update, now=self.clock())
         except Exception:
@@ -228,7 +252,7 @@ class TelegramChannel:
         return await self._send_all(chat_id, messages)
 
     async def _send_all(self, chat_id: int, messages: Sequence[Outbound]) -> Sent:
-        if self.receiver.application is None:
+        if not self.receiver.started:
             raise RetryLater("telegram channel is not started")
         return await self.transport.send_all(chat_id, messages)
 

@@ -6,6 +6,8 @@ channel's ``process_update``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hmac
 import json
@@ -17,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from telegram import Update
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, ExtBot, TypeHandler
+from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
 from bot.channels.telegram.translate import ALLOWED_UPDATES, as_int
@@ -31,6 +33,10 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 _RAW = "rapport_raw"
+#: An update that fails this many times in a row is skipped (about eight minutes with the default
+#: one-second first retry, doubling up to a minute): long enough to ride out a database restart.
+MAX_UPDATE_ATTEMPTS = 12
+MAX_RETRY_SECONDS = 60.0
 
 Process = Callable[[Mapping[str, Any]], Awaitable[None]]
 
@@ -113,11 +119,23 @@ async def fetch_bot_username(*, token: str, api_base_url: str = DEFAULT_API_BASE
 
 
 class TelegramReceiver:
-    """Polling or the webhook, started and stopped with the channel."""
+    """Polling or the webhook, started and stopped with the channel.
+
+    **Polling confirms after processing.** Telegram forgets the updates below the ``offset`` of
+    the next ``getUpdates``. Rapport asks for the next batch only once every update of the current
+    one is durably processed (its answer committed with its ``update_id``), so a process killed
+    mid-batch gets the same updates again after the restart, and ``update_id`` keeps each one from
+    counting twice. An update whose processing fails (the database is away) is fetched again, from
+    it onwards, after ``retry_seconds``.
+
+    **Stopping drains.** ``stop_receiving`` stops asking for updates (and answers webhook requests
+    503, so Telegram delivers them again later); the channel then waits for the updates in hand,
+    replies included, before ``shutdown``.
+    """
 
     def __init__(
         self, *, bot: RawUpdatesBot, mode: str, webhook_url: str | None, secret_token: str | None,
-        poll_timeout: float, process: Process,
+        poll_timeout: float, process: Process, retry_seconds: float = 1.0,
     ) -> None:  # fmt: skip
         self.bot = bot
         self.mode = mode
@@ -125,8 +143,15 @@ class TelegramReceiver:
         self.secret_token = secret_token
         self.poll_timeout = poll_timeout
         self.process = process
-        self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self.retry_seconds = retry_seconds
+        self.started = False
         self.running = False
+        self._poller: asyncio.Task[None] | None = None
+        self._fetching = False
+        self._offset: int | None = None
+        # Failed attempts per update id: one that keeps failing is skipped in the end, so a
+        # single unprocessable update cannot hold back every later one.
+        self._failures: dict[int, int] = {}
 
     def routes(self) -> list[web.RouteDef]:
         """The webhook route (webhook mode only: in polling mode nothing is served)."""
@@ -134,48 +159,92 @@ class TelegramReceiver:
 
     async def start(self) -> None:
         """getMe; then deleteWebhook + polling, or setWebhook with the secret token."""
-        builder = ApplicationBuilder().bot(self.bot)
-        if self.mode == "webhook":
-            builder = builder.updater(None)
-        application = builder.build()
-        application.add_handler(TypeHandler(Update, self._on_polled))
-        application.add_error_handler(self._on_error)
         try:
-            await self._start(application)
+            await self.bot.initialize()
+            if self.mode == "webhook":
+                assert self.webhook_url is not None, "webhook mode needs webhook_url or web.public_url"
+                await self.bot.set_webhook(
+                    url=self.webhook_url, secret_token=self.secret_token, allowed_updates=list(ALLOWED_UPDATES)
+                )
+                log.info("telegram webhook set", extra={"bot": self.bot.username})
+            else:
+                await self.bot.delete_webhook(drop_pending_updates=False)
+                self._poller = asyncio.get_running_loop().create_task(self._poll(), name="telegram-polling")
+                log.info("telegram polling started", extra={"bot": self.bot.username})
         except BaseException:
             # A wrong token (getMe 401) or an unreachable API: release the HTTP clients, then tell
             # the caller, which runs on without Telegram.
             log.error("telegram channel failed to start")
-            await _shutdown(application)
+            await self.bot.shutdown()
             raise
-        self.application = application
-        self.running = True
+        self.started = self.running = True
 
-    async def _start(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        await application.initialize()
-        if self.mode == "webhook":
-            assert self.webhook_url is not None, "webhook mode needs webhook_url or web.public_url"
-            await self.bot.set_webhook(
-                url=self.webhook_url, secret_token=self.secret_token, allowed_updates=list(ALLOWED_UPDATES)
-            )
-            log.info("telegram webhook set", extra={"bot": self.bot.username})
-        else:
-            assert application.updater is not None
-            await application.updater.start_polling(
-                poll_interval=0.0,
-                timeout=dt.timedelta(seconds=self.poll_timeout),
-                allowed_updates=list(ALLOWED_UPDATES),
-                error_callback=self._on_polling_error,
-            )
-            log.info("telegram polling started", extra={"bot": self.bot.username})
-        await application.start()
-
-    async def stop(self) -> None:
-        """Stop polling and processing; the webhook (if any) stays set for other processes."""
-        application, self.application = self.application, None
+    async def stop_receiving(self) -> None:
+        """Take no new updates; the batch being processed is finished first."""
         self.running = False
-        if application is not None:
-            await _shutdown(application)
+        poller, self._poller = self._poller, None
+        if poller is None:
+            return
+        if self._fetching:
+            poller.cancel()  # an unanswered getUpdates confirms nothing
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        if self._offset is not None:
+            # Confirm the last processed batch now, so a restart does not fetch it again.
+            with contextlib.suppress(TelegramError):
+                await self.bot.get_updates(offset=self._offset, limit=1, timeout=0)
+
+    async def shutdown(self) -> None:
+        """Release the HTTP clients; the webhook (if any) stays set for other processes."""
+        await self.stop_receiving()
+        if self.started:
+            self.started = False
+            await self.bot.shutdown()
+
+    async def _poll(self) -> None:
+        while self.running:
+            self._fetching = True
+            try:
+                updates = await self.bot.get_updates(
+                    offset=self._offset, timeout=dt.timedelta(seconds=self.poll_timeout),
+                    allowed_updates=list(ALLOWED_UPDATES),
+                )  # fmt: skip
+            except TelegramError as exc:
+                log.warning("telegram polling error, retrying: %s", type(exc).__name__)
+                await asyncio.sleep(self.retry_seconds)
+                continue
+            finally:
+                self._fetching = False
+            if not updates:
+                continue
+            failed = await self._process_batch(updates)
+            if failed is None:
+                self._offset = max(u.update_id for u in updates) + 1
+                self._failures.clear()
+                continue
+            # Fetched again from the first failure on; the ones before it are confirmed.
+            attempts = self._failures[failed] = self._failures.get(failed, 0) + 1
+            self._offset = failed
+            if attempts >= MAX_UPDATE_ATTEMPTS:
+                log.error("telegram update skipped after %d failed attempts", attempts, extra={"update_id": failed})
+                self._offset = failed + 1
+                self._failures.pop(failed, None)
+            await asyncio.sleep(min(MAX_RETRY_SECONDS, self.retry_seconds * 2 ** (attempts - 1)))
+
+    async def _process_batch(self, updates: Sequence[Update]) -> int | None:
+        """Process a batch (chats in parallel, each chat in order): the first failed update id."""
+
+        async def one(update: Update) -> None:
+            raw = update.api_kwargs.get(_RAW)
+            await self.process(raw if isinstance(raw, Mapping) else update.to_dict())
+
+        results = await asyncio.gather(*(one(u) for u in updates), return_exceptions=True)
+        failed = [u.update_id for u, r in zip(updates, results, strict=True) if isinstance(r, BaseException)]
+        for update, result in zip(updates, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("telegram update failed; it will be fetched again", exc_info=result,
+                          extra={"update_id": update.update_id})  # fmt: skip
+        return min(failed) if failed else None
 
     async def _webhook(self, request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER)
@@ -196,22 +265,3 @@ class TelegramReceiver:
         # and update_id keeps it from being processed twice.
         await self.process(payload)
         return web.Response(status=200)
-
-    async def _on_polled(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        raw = update.api_kwargs.get(_RAW)
-        await self.process(raw if isinstance(raw, Mapping) else update.to_dict())
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        update_id = update.update_id if isinstance(update, Update) else None
-        log.error("telegram update failed", exc_info=context.error, extra={"update_id": update_id})
-
-    def _on_polling_error(self, exc: TelegramError) -> None:
-        log.warning("telegram polling error, retrying: %s", type(exc).__name__)
-
-
-async def _shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    if application.updater is not None and application.updater.running:
-        await application.updater.stop()
-    if application.running:
-        await application.stop()
-    await application.shutdown()
