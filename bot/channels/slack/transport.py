@@ -8,6 +8,8 @@
   a few times, then ``RetryLater``; errors that mean the person cannot be written to mark the
   identity unreachable (through the engine) and raise ``Unreachable``; the rest is
   ``PermanentFailure``.
+* **Timeouts.** A call waits ``timeout`` seconds (30 by default) for Slack's answer. A post that
+  times out may have gone out: it raises ``DeliveryUnknown`` and is not retried in place.
 * **Batches.** A batch that failed part-way is retried whole by the outbox; what did go out is
   remembered in the database for a while (``bot.engine.marks``), so a retry from any process
   skips it.
@@ -34,7 +36,7 @@ from bot.channels.slack.install import ThreadedInstallationStore
 from bot.channels.slack.translate import dig, text_of
 from bot.engine.marks import Marks
 from bot.engine.people import People
-from memory.errors import PermanentFailure, RetryLater, Unreachable
+from memory.errors import DeliveryUnknown, PermanentFailure, RetryLater, Unreachable
 
 log = logging.getLogger("bot.channels.slack")
 
@@ -192,7 +194,9 @@ class SlackTransport:
     async def call(
         self, request: Callable[[], Awaitable[Any]], *, address: Address | None, conversation: str | None = None
     ) -> Any:
-        """One Web API call under the shared pacer and retry policy."""
+        """One Web API call under the shared pacer and retry policy. A call to a ``conversation``
+        posts a message: one that times out is not retried in place (``DeliveryUnknown``)."""
+        posts = conversation is not None
 
         async def classify(exc: Exception) -> Exception:
             if isinstance(exc, SlackApiError):
@@ -210,6 +214,10 @@ class SlackTransport:
                 if error in INSTALLATION_ERRORS:
                     return PermanentFailure(f"slack installation unusable: {error}")
                 return PermanentFailure(error or f"slack http {status}")
+            if posts and isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError):
+                # The message may have been posted and only the answer is late: posting it again
+                # could show it twice, so the outbox decides.
+                return DeliveryUnknown("slack did not answer in time")
             if isinstance(exc, aiohttp.ClientError | TimeoutError):
                 return pacing.Transient(f"network: {type(exc).__name__}")
             return exc

@@ -62,7 +62,8 @@ class TelegramSettings:
     webhook_url: str | None = None
     secret_token: str | None = None
     poll_timeout: float = 10.0
-    request_timeout: float = 10.0
+    # Seconds a send waits for Telegram's answer (see ``transport``: a late answer is "unknown").
+    request_timeout: float = 30.0
     send_attempts: int = 3
     retry_backoff: float = 1.0
     # The longest a send waits in all for Telegram's RetryAfter before raising RetryLater.

@@ -33,6 +33,9 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 _RAW = "rapport_raw"
+#: Seconds a call waits for Telegram's answer, and for a connection.
+SEND_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
 #: An update that fails this many times in a row is skipped (about eight minutes with the default
 #: one-second first retry, doubling up to a minute): long enough to ride out a database restart.
 MAX_UPDATE_ATTEMPTS = 12
@@ -95,14 +98,26 @@ def _file_url(api_base_url: str) -> str:
     return api_base_url
 
 
-def make_bot(token: str, *, api_base_url: str = DEFAULT_API_BASE_URL, timeout: float = 10.0) -> RawUpdatesBot:
-    """PTB's bot without a rate limiter of its own: sends are paced by ``bot.channels.pacing``."""
+def make_bot(token: str, *, api_base_url: str = DEFAULT_API_BASE_URL, timeout: float = SEND_TIMEOUT) -> RawUpdatesBot:
+    """PTB's bot without a rate limiter of its own: sends are paced by ``bot.channels.pacing``.
+
+    ``timeout`` is how long a call waits for Telegram's answer (reading and writing; connecting
+    waits at most ``CONNECT_TIMEOUT``). PTB's own default of 5 s gives up on sends that Telegram
+    completes a little later, and the retry then delivers the message twice.
+    """
+    connect = min(timeout, CONNECT_TIMEOUT)
     return RawUpdatesBot(
         token=token,
         base_url=api_base_url,
         base_file_url=_file_url(api_base_url),
-        request=HTTPXRequest(connection_pool_size=16, read_timeout=timeout, connect_timeout=timeout),
-        get_updates_request=HTTPXRequest(connect_timeout=timeout, read_timeout=timeout),
+        request=HTTPXRequest(
+            connection_pool_size=16,
+            read_timeout=timeout,
+            write_timeout=timeout,
+            connect_timeout=connect,
+            pool_timeout=connect,
+        ),
+        get_updates_request=HTTPXRequest(connect_timeout=connect, read_timeout=timeout),
     )
 
 

@@ -3,6 +3,10 @@
 
 * **Pacing.** About 30 messages a second overall, as an even pace, and about one a second to one
   chat, with a burst of three (an acknowledgement, a quote, the next question).
+* **Timeouts.** Sends wait ``request_timeout`` (30 s by default: Telegram answers in well under a
+  second, but takes 10-20 s when it is under load). A send that times out after it left may have
+  arrived: it raises ``DeliveryUnknown`` and is not retried in place. A connect timeout is an
+  ordinary network error.
 * **Failures.** ``RetryAfter`` pauses that chat: waited out when short, raised as ``RetryLater``
   when long. Network errors and 5xx are retried a few times, then ``RetryLater``. 403 (blocked,
   deactivated) and "chat not found" mark the person unreachable on Telegram (through the engine)
@@ -22,6 +26,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import httpx
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -33,6 +38,7 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
@@ -42,7 +48,7 @@ from bot.channels.base import Outbound, Sent
 from bot.channels.telegram.translate import NAME
 from bot.engine.marks import Marks
 from bot.engine.people import People
-from memory.errors import PermanentFailure, RetryLater, Unreachable
+from memory.errors import DeliveryUnknown, PermanentFailure, RetryLater, Unreachable
 
 log = logging.getLogger("bot.channels.telegram")
 
@@ -133,7 +139,11 @@ class TelegramTransport:
                     await self._unreachable(chat_id, "chat not found")
                     return Unreachable("chat not found")
                 return PermanentFailure(f"telegram refused the message: {exc}")
-            if isinstance(exc, NetworkError):  # includes TimedOut and 5xx (BadRequest is above)
+            if isinstance(exc, TimedOut) and not _not_sent(exc):
+                # Telegram may have delivered it and only the answer is late: a second send could
+                # be a duplicate (the Bot API has no idempotency key), so the outbox decides.
+                return DeliveryUnknown("telegram did not answer in time")
+            if isinstance(exc, NetworkError):  # includes 5xx and connect timeouts (BadRequest is above)
                 return pacing.Transient(f"telegram unavailable: {type(exc).__name__}")
             if isinstance(exc, InvalidToken | Conflict):
                 return RetryLater(f"telegram refused the bot: {type(exc).__name__}")
@@ -157,6 +167,11 @@ def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
     checkin = message.checkin_id or 0
     buttons = [InlineKeyboardButton(c.label, callback_data=f"r:{checkin}:{c.value}") for c in message.choices]
     return InlineKeyboardMarkup([buttons[i : i + 6] for i in range(0, len(buttons), 6)])
+
+
+def _not_sent(exc: TimedOut) -> bool:
+    """A timeout before the request left (no connection, or none free in the pool): safe to retry."""
+    return isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 def retry_seconds(exc: RetryAfter) -> float:
