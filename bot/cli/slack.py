@@ -24,7 +24,8 @@ def link(ctx: typer.Context) -> None:
         channels, notes = build_channels(application)
         channel = channels.get("slack")
         if not isinstance(channel, SlackChannel):
-            fail(next((n for n in notes if n.startswith("slack:")), "the Slack channel is off"), 2)
+            note = next((n for n in notes if n.startswith("slack: off")), "slack: off")
+            fail("the Slack channel is off" + note.removeprefix("slack: off"), 2)
         report = asyncio.run(channel.link_people())
     finally:
         application.close()
