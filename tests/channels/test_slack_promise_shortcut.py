@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
-from bot.channels.slack_promises import PROMISE_SHORTCUT
+from bot.channels.slack.blocks import PROMISE_SHORTCUT
 from bot.engine.owners import link_owner
 from memory import db, store
 from memory.models import Promise
