@@ -28,9 +28,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
-from bot.config import ProgramConfig
 from bot.engine import flow
 from bot.engine.ports import Inbound, Outbound
+from bot.engine.script import Script
 from bot.invites import InvalidInvite, read_token
 from memory import store
 from memory.db import transaction
@@ -101,7 +101,7 @@ class OwnHistory:
 
 
 def own_history(
-    s: Session, person: Person, programs: Mapping[str, ProgramConfig], limit: int = HISTORY_CHECKINS
+    s: Session, person: Person, programs: Mapping[str, Script], limit: int = HISTORY_CHECKINS
 ) -> OwnHistory:
     entries: list[HistoryEntry] = []
     for checkin in reversed(store.history(s, person.id)):
@@ -282,4 +282,4 @@ class People:
             identity = store.find_identity(s, channel=channel, external_id=external_id, workspace=workspace)
             if identity is None:
                 return None
-            return own_history(s, identity.person, self.service.programs)
+            return own_history(s, identity.person, self.service.scripts)
