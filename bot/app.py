@@ -159,6 +159,7 @@ class _EngineParts:
 
 def _telegram(app: App, parts: _EngineParts) -> Channel | str:
     from bot.channels.telegram import SECRET_TOKEN, TelegramChannel, TelegramSettings
+    from bot.channels.telegram.transport import OVERALL_RATE
     from bot.invites import derive_key
 
     config = app.config.channels.telegram
@@ -179,6 +180,7 @@ def _telegram(app: App, parts: _EngineParts) -> Channel | str:
     settings = TelegramSettings(
         token=token, invite_key=derive_key(invite_secret=resolve_secret(config.invite_secret), bot_token=token),
         mode=config.mode, api_base_url=config.api_base_url, webhook_url=webhook_url, secret_token=secret,
+        overall_rate=app.config.scheduler.rate_per_second.get("telegram", OVERALL_RATE),
     )  # fmt: skip
     return TelegramChannel(settings=settings, service=app.service, people=parts.people, marks=parts.marks)
 
@@ -213,6 +215,7 @@ def _slack(app: App, parts: _EngineParts) -> Channel | str:
     return SlackChannel(
         service=app.service, people=parts.people, owners=parts.owners, marks=parts.marks, bot_token=bot_token,
         signing_secret=signing_secret, mode=config.mode, app_token=app_token, api_base_url=config.api_base_url,
-        oauth=oauth, pace_seconds=config.pace_seconds, max_wait_seconds=config.max_wait_seconds,
+        oauth=oauth, pace_seconds=config.pace_seconds,
+        overall_rate=app.config.scheduler.rate_per_second.get("slack", 0.0), max_wait_seconds=config.max_wait_seconds,
         retries=config.retries, link_every_seconds=config.link_every_minutes * 60.0,
     )  # fmt: skip

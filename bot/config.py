@@ -293,7 +293,7 @@ class SchedulerConfig(Strict):
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     # Messages per second per channel, on top of each adapter's own limiter. Slack allows about
     # one message per second per conversation (the adapter paces that); across DMs it bursts higher.
-    rate_per_second: dict[str, float] = Field(default_factory=lambda: {"telegram": 25.0, "slack": 10.0})
+    rate_per_second: dict[str, float] = Field(default_factory=lambda: {"telegram": 30.0, "slack": 10.0})
 
 
 def _valid_cron(value: str) -> str:

@@ -95,6 +95,7 @@ class SlackChannel:
         owners: OwnerCommands | None = None,
         marks: Marks | None = None,
         pace_seconds: float = 1.0,
+        overall_rate: float = 0.0,
         max_wait_seconds: float = 5.0,
         retries: int = 2,
         retry_backoff: float = 0.5,
@@ -133,7 +134,7 @@ class SlackChannel:
             )
         self.transport = SlackTransport(
             bot_token=bot_token, api_base_url=api_base_url, installations=self.installations,
-            pacer=pacing.Pacer(per_conversation=1 / pace_seconds if pace_seconds > 0 else 0.0),
+            pacer=pacing.Pacer(per_conversation=1 / pace_seconds if pace_seconds > 0 else 0.0, overall=overall_rate),
             policy=pacing.Policy(attempts=retries + 1, backoff=retry_backoff, max_wait=max_wait_seconds),
             people=self.people, marks=self.marks, clock=clock, timeout=timeout_seconds,
         )  # fmt: skip

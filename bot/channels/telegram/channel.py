@@ -68,8 +68,10 @@ class TelegramSettings:
     retry_backoff: float = 1.0
     # The longest a send waits in all for Telegram's RetryAfter before raising RetryLater.
     max_inline_wait: float = 5.0
-    # Messages per second to one chat (0 turns the per-chat limit off).
+    # Messages per second to one chat (0 turns the per-chat limit off), and for the whole bot
+    # (``scheduler.rate_per_second.telegram``; Telegram allows about 30).
     per_chat_rate: float = 1.0
+    overall_rate: float = OVERALL_RATE
     group_notice_every: dt.timedelta = dt.timedelta(hours=1)
     # Polling: the first wait before fetching an update again whose processing failed.
     poll_retry_seconds: float = 1.0
@@ -102,7 +104,7 @@ class TelegramChannel:
         bot = make_bot(settings.token, api_base_url=settings.api_base_url, timeout=settings.request_timeout)
         self.transport = TelegramTransport(
             bot=bot,
-            pacer=pacing.Pacer(per_conversation=settings.per_chat_rate, burst=3, overall=OVERALL_RATE),
+            pacer=pacing.Pacer(per_conversation=settings.per_chat_rate, burst=3, overall=settings.overall_rate),
             policy=pacing.Policy(
                 attempts=max(1, settings.send_attempts), backoff=settings.retry_backoff,
                 max_wait=settings.max_inline_wait,
