@@ -301,6 +301,8 @@ class DigestSchedule(Strict):
     cron: CronExpr = "0 8 * * mon"
     # How to deliver it; defaults to digests.channel.
     channel: DigestChannel | None = None
+    # Send a digest even when nothing happened ("No changes."); defaults to digests.send_empty.
+    send_empty: bool | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> DigestSchedule:
@@ -328,8 +330,12 @@ class DigestsConfig(Strict):
     rating_threshold: int = Field(default=2, ge=1)
     # Characters of a person's words quoted per reason.
     quote_chars: int = Field(default=160, ge=20, le=1000)
-    # Where file digests are written (Markdown and HTML).
+    # Where file digests are written (Markdown and HTML), named by owner and date; a relative
+    # path is read from the config file's folder.
     directory: str = "data/digests"
+    # Send digests in which nothing happened ("No changes.")? Off: an owner is only written to
+    # when there is something to read. A schedule's own send_empty overrides it for its owners.
+    send_empty: bool = False
 
     @field_validator("timezone")
     @classmethod
