@@ -177,7 +177,8 @@ def history(
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(highlight=False)
+    # soft_wrap: piped output keeps each quote on one line (rich would hard-wrap it at 80 columns).
+    console = Console(highlight=False, soft_wrap=True)
     p = data["person"]
     console.print(f"[bold]{escape(p['name'] or p['id'])}[/bold] ({escape(p['id'])}, {escape(p['timezone'])})")
     if p["opted_out_at"]:
@@ -190,14 +191,23 @@ def history(
     for c in data["checkins"]:
         console.print(f"\n[bold]{c['started_at'][:10]}[/bold] {c['program']} · {c['status']} · {c['source']}")
         for a in c["answers"]:
-            value = "(skipped)" if a["skipped"] else (a["rating"] if a["rating"] is not None else "")
-            text = f" “{a['text']}”" if a["text"] else ""
-            console.print(f"  {escape(a['question'])}: {value}{escape(text)}")
+            parts = ["(skipped)"] if a["skipped"] else []
+            if a["rating"] is not None:
+                parts.append(str(a["rating"]))
+            if a["text"]:
+                parts.append(f"“{a['text']}”")
+            console.print(f"  {escape(a['question'])}: {escape(' '.join(parts))}")
         for f in c["followups"]:
             console.print(f"  ↳ asked: {escape(f['question'])}")
             console.print(f"    why: {escape('; '.join(r['text'] for r in f['reasons']))} (score {f['score']:.2f})")
             answer = "(skipped)" if f["skipped"] else (f["answer"] or "(no answer yet)")
             console.print(f"    answer: {escape(answer)}")
+
+
+def demo_history_command(database: str) -> str:
+    import shlex
+
+    return f"rapport --database {shlex.quote(database)} history demo-dana"
 
 
 DEMO_ANSWERS = [
@@ -239,7 +249,9 @@ def demo(
             write=typer.echo, bot_prefix="rapport> ",
         )  # fmt: skip
         chat_loop(session, None if interactive else DEMO_ANSWERS)
-        typer.echo("\nWhat the memory now holds (rapport history demo-dana):")
+        # The demo keeps its own database, so the hint names it: a bare `rapport history` reads
+        # config.yaml's database, where Dana does not exist.
+        typer.echo(f"\nWhat the memory now holds ({demo_history_command(database)}):")
         data = history_data(application, "demo-dana")
         for c in data["checkins"]:
             rating = next((a["rating"] for a in c["answers"] if a["rating"] is not None), None)
