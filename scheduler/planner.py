@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.db import transaction
@@ -60,6 +60,8 @@ class TickReport:
     unreachable: int = 0
     no_window: int = 0
     answered_recently: int = 0
+    # Not invited: an invitation of the same program from another wave is still waiting to go out.
+    already_invited: int = 0
 
     def add(self, other: TickReport) -> None:
         for name in vars(self):
@@ -296,12 +298,16 @@ class Planner:
         if not todo:
             return
         ids = [p.id for p, *_ in todo]
+        program_id = todo[0][1].program_id
+        # One open invitation per person and program, whichever planner wrote it: someone whose
+        # invitation from another wave (manual, cron or staggered) is still waiting to go out is not
+        # invited again; the next tick looks again once that one was sent or has lapsed.
+        invited = self._invited_elsewhere(s, program_id, ids, wave_ids, now)
         busy: set[int] = set()
         last_done: dict[int, dt.datetime] = {}
         if scheduled:
             # Someone mid-check-in (say, from a manual wave) is not invited over it; the next tick
             # looks again once it closes. Someone who just finished one is not asked again so soon.
-            program_id = todo[0][1].program_id
             busy = set(
                 s.scalars(
                     select(Checkin.person_id).where(
@@ -325,7 +331,28 @@ class Planner:
                 self._record_skip(s, program, person, wave, due, closes, ANSWERED_RECENTLY, now)
                 report.answered_recently += 1
                 continue
+            if person.id in invited:
+                report.already_invited += 1
+                continue
             self._invite(s, program, person, wave, due, closes, people, now, report)
+
+    @staticmethod
+    def _invited_elsewhere(
+        s: Session, program_id: int, person_ids: Sequence[int], wave_ids: set[int], now: dt.datetime
+    ) -> set[int]:
+        """People with an invitation of this program, from another wave, not yet sent and still valid."""
+        return set(
+            s.scalars(
+                select(OutboxMessage.person_id).where(
+                    OutboxMessage.program_id == program_id,
+                    OutboxMessage.kind == "invitation",
+                    OutboxMessage.person_id.in_(person_ids),
+                    OutboxMessage.wave_id.not_in(wave_ids),
+                    OutboxMessage.status.in_(("pending", "claimed")),
+                    or_(OutboxMessage.not_after.is_(None), OutboxMessage.not_after > now),
+                )
+            )
+        )
 
     def _reconsider_unreachable(
         self,

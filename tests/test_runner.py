@@ -27,15 +27,12 @@ from bot.runner import PeriodicJob, Runner, RunnerExtension, WebServerError, loa
 from memory.db import transaction
 from memory.models import OutboxMessage
 from scheduler.planner import Planner
+from tests.clock import now
 from tests.conftest import ROOT
 from tests.fakes.channel import RecordingChannel
 from tests.scheduler.conftest import add_people, make_config
 
 ALL_DAY = {"start": "00:00", "end": "23:59", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def wave(app: App, n: int) -> list[str]:
@@ -51,7 +48,7 @@ async def test_run_until_idle_sends_the_wave_once(
     wave(app, 5)
     channel = RecordingChannel()
     with caplog.at_level(logging.DEBUG):
-        await Runner(app=app, channels={"telegram": channel}, serve_web=False).run_until_idle()
+        await Runner(app=app, channels={"telegram": channel}, serve_web=False, clock=now).run_until_idle()
     # Logs carry ids and counts, never people's names or the words sent to them.
     logged = " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
     assert "sent" in logged
@@ -62,7 +59,7 @@ async def test_run_until_idle_sends_the_wave_once(
     assert channel.stopped
     # A second run finds nothing to do.
     again = RecordingChannel()
-    await Runner(app=app, channels={"telegram": again}, serve_web=False).run_until_idle()
+    await Runner(app=app, channels={"telegram": again}, serve_web=False, clock=now).run_until_idle()
     assert again.sent == []
 
 
@@ -70,7 +67,7 @@ async def test_service_serves_health_and_stops_cleanly(make_app: Callable[..., A
     app = make_app(config_override=make_config(window=ALL_DAY))
     wave(app, 3)
     channel = RecordingChannel()
-    runner = Runner(app=app, channels={"telegram": channel}, host="127.0.0.1", port=0)
+    runner = Runner(app=app, channels={"telegram": channel}, host="127.0.0.1", port=0, clock=now)
     await runner.start()
     try:
         deadline = time.monotonic() + 30

@@ -271,3 +271,44 @@ def test_someone_who_links_a_channel_during_the_wave_is_invited(scheduled_app: C
     (row,) = rows(app)
     assert (row.status, row.channel, row.last_error) == ("pending", "telegram", None)
     assert row.not_before == utc(2026, 6, 3, 9)
+
+
+ALL_WEEK = {"start": "00:00", "end": "23:59", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}
+
+
+def test_a_manual_wave_and_a_staggered_slot_invite_once(scheduled_app: Callable[..., App]) -> None:
+    """One open invitation per person and program, whichever planner wrote it."""
+    app = scheduled_app(cadence={"every": "1 week", "open_for_days": 5, "reminders": 0}, window=ALL_WEEK)
+    add_people(app, 3, now=utc(2026, 6, 1))
+    planner = planner_for(app)
+    planner.tick(utc(2026, 6, 1))
+    with transaction(app.sessions) as s:
+        anchors = sorted(s.scalars(select(Enrollment.anchor_at)))
+    # The operator starts a wave just before the first person's own slot falls due; nothing is
+    # sent yet (the dispatcher is not running), then every slot comes due.
+    manual_at = anchors[0] - dt.timedelta(minutes=5)
+    _, manual = planner.start_wave(program="pulse", now=manual_at)
+    assert manual.invitations == 3
+    report = planner.tick(anchors[-1] + dt.timedelta(minutes=1))
+    assert report.invitations == 0
+    assert report.already_invited == 3
+    pending = [r for r in rows(app, "invitation") if r.status == "pending"]
+    assert len(pending) == 3
+    assert len({r.person_id for r in pending}) == 3
+
+
+def test_a_manual_wave_skips_people_whose_staggered_invitation_is_waiting(
+    scheduled_app: Callable[..., App],
+) -> None:
+    app = scheduled_app(cadence={"every": "1 week", "open_for_days": 5, "reminders": 0}, window=ALL_WEEK)
+    add_people(app, 2, now=utc(2026, 6, 1))
+    planner = planner_for(app)
+    planner.tick(utc(2026, 6, 1))
+    with transaction(app.sessions) as s:
+        anchors = sorted(s.scalars(select(Enrollment.anchor_at)))
+    due = anchors[-1] + dt.timedelta(minutes=1)
+    assert planner.tick(due).invitations == 2
+    _, manual = planner.start_wave(program="pulse", now=due + dt.timedelta(minutes=1))
+    assert manual.invitations == 0
+    assert manual.already_invited == 2
+    assert len([r for r in rows(app, "invitation") if r.status == "pending"]) == 2

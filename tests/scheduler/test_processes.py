@@ -27,6 +27,7 @@ from bot.runner import schedules_from_config
 from memory.db import transaction
 from memory.models import OutboxMessage, Person
 from scheduler.planner import Planner
+from tests.clock import EPOCH, START, now
 from tests.conftest import ROOT
 from tests.scheduler.conftest import add_people
 
@@ -44,7 +45,7 @@ def write_config(app: App, path: Path) -> Path:
 def spawn(config: Path, database: str, record: Path, delay: float, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.scheduler.service_main", "--config", str(config), "--database", database,
-         "--record", str(record), "--delay", str(delay)],
+         "--record", str(record), "--delay", str(delay), "--clock", START.isoformat(), "--epoch", repr(EPOCH)],
         cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
 
@@ -77,10 +78,8 @@ def outbox(app: App) -> list[tuple[str, str, int]]:
 
 
 def start_wave(app: App, n: int) -> list[str]:
-    keys = add_people(app, n, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-    Planner(sessions=app.sessions, programs=schedules_from_config(app.config)).start_wave(
-        program="pulse", now=dt.datetime.now(dt.UTC)
-    )
+    keys = add_people(app, n, now=now() - dt.timedelta(days=1))
+    Planner(sessions=app.sessions, programs=schedules_from_config(app.config)).start_wave(program="pulse", now=now())
     return keys
 
 

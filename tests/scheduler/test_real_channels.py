@@ -16,13 +16,14 @@ from memory.db import transaction
 from memory.models import ChannelIdentity, OutboxMessage, Person
 from scheduler.planner import Planner
 from tests.channels.telegram_kit import make_channel
+from tests.clock import now as clock_now
 from tests.fakes.telegram_api import FakeTelegramAPI
 
 ALL_DAY = {"start": "00:00", "end": "23:59", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}
 
 
 def three_people_and_a_wave(app: App) -> None:
-    now = dt.datetime.now(dt.UTC)
+    now = clock_now()
     with transaction(app.sessions) as s:
         program = store.program_by_name(s, "pulse")
         for key, name, chat in (("ann", "Ann <b>", 101), ("bob", "Bob", 102), ("cy", "Cy", 103)):
@@ -37,7 +38,7 @@ async def test_a_wave_over_the_real_telegram_client(scheduled_app: Callable[...,
     three_people_and_a_wave(app)
     async with FakeTelegramAPI() as api:
         channel = make_channel(app, api)
-        runner = Runner(app=app, channels={"telegram": channel}, serve_web=False)
+        runner = Runner(app=app, channels={"telegram": channel}, serve_web=False, clock=clock_now)
         await runner.run_until_idle()
         calls = api.calls_to("sendMessage")
 
@@ -59,12 +60,12 @@ async def test_a_wave_over_the_real_telegram_client(scheduled_app: Callable[...,
 async def test_telegram_errors_become_outbox_outcomes(scheduled_app: Callable[..., App]) -> None:
     app = scheduled_app(window=ALL_DAY)
     three_people_and_a_wave(app)
-    started = dt.datetime.now(dt.UTC)
+    started = clock_now()
     async with FakeTelegramAPI() as api:
         # Rows go in order (one at a time): ann has blocked the bot, bob's send meets a long 429.
         api.fail("sendMessage", status=403)
         api.fail("sendMessage", status=429, retry_after=30)
-        runner = Runner(app=app, channels={"telegram": make_channel(app, api)}, serve_web=False)
+        runner = Runner(app=app, channels={"telegram": make_channel(app, api)}, serve_web=False, clock=clock_now)
         runner.dispatcher.settings = dataclasses.replace(runner.dispatcher.settings, concurrency=1)
         await runner.run_until_idle()
         chats = {int(str(c["chat_id"])) for c in api.calls_to("sendMessage")}
@@ -89,14 +90,14 @@ async def test_a_wave_over_the_real_slack_client(scheduled_app: Callable[..., Ap
     from tests.fakes.slack_api import FakeSlackAPI
 
     app = scheduled_app(window=ALL_DAY, channels=["slack"])
-    now = dt.datetime.now(dt.UTC)
+    now = clock_now()
     roster = "id,name,email,programs,slack_user\nada,Ada <!channel>,,pulse,U0ADA\nbo,Bo,,pulse,U0BO\n"
     report = import_people(app.sessions, roster, known_programs=app.config.programs, now=now - dt.timedelta(days=1))
     assert not report.problems
     Planner(sessions=app.sessions, programs=schedules_from_config(app.config)).start_wave(program="pulse", now=now)
     async with FakeSlackAPI() as api:
         channel = make_slack_channel(app, api, Clock(now))
-        await Runner(app=app, channels={"slack": channel}, serve_web=False).run_until_idle()
+        await Runner(app=app, channels={"slack": channel}, serve_web=False, clock=clock_now).run_until_idle()
         ada = [p["text"] for p in api_posts(api, dm_of("U0ADA"))]
         bo = [p["text"] for p in api_posts(api, dm_of("U0BO"))]
     assert ada[0].startswith("Hi Ada &lt;!channel&gt;! It's time for your pulse check-in.")  # no @channel ping
