@@ -291,6 +291,9 @@ class SchedulerConfig(Strict):
     # Messages per second per channel, on top of each adapter's own limiter. Slack allows about
     # one message per second per conversation (the adapter paces that); across DMs it bursts higher.
     rate_per_second: dict[str, float] = Field(default_factory=lambda: {"telegram": 25.0, "slack": 10.0})
+    # Least days between two invitations to one person from different programs (reminders do not
+    # count); a scheduled invitation inside the gap waits, or is skipped as "held back". 0: no limit.
+    contact_gap_days: int = Field(default=14, ge=0, le=365)
 
 
 def _valid_cron(value: str) -> str:

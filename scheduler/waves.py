@@ -5,20 +5,24 @@
 * **cancel**: the wave stops now. Invitations and reminders not yet sent are dropped, and open
   check-ins end at once (what people already answered is kept).
 
-Both mark the wave closed, so the planner never invites anyone into it again, and both are
+Both mark the wave closed before its planned end, so the planner never invites anyone into it
+again, and both are
 idempotent: closing a closed wave changes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from memory.models import Checkin, OutboxMessage, Wave
-from scheduler.planner import OPEN_STATUSES, Expire
+from memory.models import OPEN_STATUSES, Checkin, OutboxMessage, Wave
+
+#: Ends an open check-in properly (``CheckinService.expire``), as the planner's expiry does.
+Expire = Callable[[Session, Checkin, dt.datetime], None]
 
 CLOSED = "wave closed early"
 CANCELLED = "wave cancelled"
@@ -66,7 +70,11 @@ def _drop(s: Session, wave: Wave, kinds: tuple[str, ...], reason: str) -> int:
 
 
 def _mark_closed(wave: Wave, now: dt.datetime) -> None:
+    # closes_at keeps the planned end, so "closed before its end" stays visible (closed_early).
     if wave.closed_at is None:
         wave.closed_at = now
-    if wave.closes_at is None or wave.closes_at > now:
-        wave.closes_at = now
+
+
+def closed_early(wave: Wave) -> bool:
+    """Closed by an operator before its planned end: the planner invites nobody into it."""
+    return wave.closed_at is not None and (wave.closes_at is None or wave.closed_at < wave.closes_at)
