@@ -147,7 +147,7 @@ def wave_show(
         with transaction(application.sessions) as s:
             row = _wave(s, wave, program)
             data = _wave_dict(row, now)
-            line = next(x for x in wave_status(s, row.program.name) if x.wave == row.key)
+            line = next(x for x in wave_status(s, row.program.name, now=now) if x.wave == row.key)
     finally:
         application.close()
     typer.echo(f"wave {data['id']}: {data['program']}, {data['name']} ({data['kind']}), {data['state']}")
