@@ -137,6 +137,7 @@ def test_an_owner_records_a_promise_from_chat(make_app) -> None:
     assert "promise @person" in _owner_says(app, "promise", n=3)
     assert "don't know anyone" in _owner_says(app, "promise @nobody something", n=4)
     assert "not a date" in _owner_says(app, "promise @ann something by 2026-02-30", n=5)
+    assert "already passed" in _owner_says(app, "promise @ann something by 2020-01-01", n=6)
     assert "Noted" not in _owner_says(app, "promise @ann a dedicated contact by 2026-04-01", n=1)  # duplicate
     with db.transaction(app.sessions) as s:
         (p,) = s.scalars(select(Promise)).all()
