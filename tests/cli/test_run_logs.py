@@ -53,3 +53,31 @@ def test_text_logs_say_each_thing_once(tmp_path: Path, db_url: str, monkeypatch:
     assert sum("slack: off" in line for line in lines) == 1
     assert sum("digests planned" in line for line in lines) == 1
     assert not any("Logging error" in line for line in lines)
+
+
+def test_a_record_after_stderr_was_swapped_and_closed_is_still_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # What `make test` hit: a CLI run set logging up on a captured stderr that was closed
+    # afterwards, and the next record printed "--- Logging error --- I/O operation on closed file".
+    import io
+    import logging
+    import sys
+
+    from bot import logs
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    captured, real = io.StringIO(), sys.stderr
+    try:
+        sys.stderr = captured
+        logs.setup("INFO", "text")
+        logging.getLogger("bot.test").info("while captured")
+        sys.stderr = real
+        captured.close()
+        logging.getLogger("bot.test").info("after the capture closed")
+    finally:
+        sys.stderr = real
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    err = capsys.readouterr().err
+    assert "after the capture closed" in err
+    assert "Logging error" not in err
