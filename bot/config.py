@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.config_rules import canonical_zone, in_our_words, relative_to
 from bot.errors import ConfigError
 
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -65,26 +65,6 @@ def expand_env(value: str, environ: dict[str, str] | None = None) -> str:
         return env.get(m.group(1)) or (m.group(2) or "")
 
     return ENV_IN_STRING.sub(sub, value)
-
-
-@lru_cache(maxsize=1)
-def _zones_by_folded_name() -> dict[str, str]:
-    from zoneinfo import available_timezones
-
-    return {name.casefold(): name for name in available_timezones()} | {"utc": "UTC", "z": "UTC"}
-
-
-def canonical_zone(value: str) -> str:
-    """An IANA time zone as the database spells it: ``utc`` and ``UTC`` are both UTC, and
-    ``europe/london`` is Europe/London (file systems that ignore case would accept it anyway)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    name = _zones_by_folded_name().get(value.strip().casefold(), value)
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin, or UTC)") from None
-    return name
 
 
 class Strict(BaseModel):
@@ -437,28 +417,6 @@ def _yaml_path(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-# What a pattern-checked setting should look like, by its name, for the operator to read.
-_FORMS = {
-    "every": 'a period such as "6 months", "2 weeks" or "10 days"',
-    "start": 'a time of day as HH:MM on a 24-hour clock, such as "09:00"',
-    "end": 'a time of day as HH:MM on a 24-hour clock, such as "17:00"',
-    "key": "lower-case letters, digits and _, starting with a letter (recommend, reason_2)",
-}
-
-
-def _in_our_words(err: Any, loc: tuple[Any, ...]) -> str:
-    """A validation problem in Rapport's words, not pydantic's ("String should match pattern ...")."""
-    kind, value = err["type"], err.get("input")
-    if kind == "string_pattern_mismatch":
-        form = _FORMS.get(str(loc[-1]) if loc else "", "a different form")
-        return f"{value!r} is not {form}"
-    if kind == "missing":
-        return "missing: this setting is required"
-    if kind == "extra_forbidden":
-        return "unknown setting (check its spelling and indentation)"
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
 def parse_config(data: Any, *, source: str = "config.yaml") -> Config:
     if data is None:
         data = {}
@@ -471,7 +429,7 @@ def parse_config(data: Any, *, source: str = "config.yaml") -> Config:
         for err in exc.errors():
             # Drop pydantic's internal tags ("function-after[...]") from the path.
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and "]" in p))
-            problems.append((_yaml_path(loc), _in_our_words(err, loc)))
+            problems.append((_yaml_path(loc), in_our_words(err, loc)))
         raise ConfigError(problems, source=source) from None
 
 
@@ -488,23 +446,3 @@ def load_config(path: Path | str | None = None) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([(where, f"not valid YAML: {problem}")], source=str(path)) from None
     return relative_to(parse_config(data, source=str(path)), path.resolve().parent)
-
-
-def relative_to(config: Config, folder: Path) -> Config:
-    """Read the config's relative paths (a SQLite file, the digest folder) from ``folder``, the
-    config file's own, so Rapport finds the same files wherever it is started from."""
-    url = config.database.url
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////") and "${" not in url:
-        rest = url.removeprefix(prefix)
-        if rest and not rest.startswith(":memory:"):
-            url = prefix + str(folder / rest)
-    directory = config.digests.directory
-    if not Path(directory).is_absolute():
-        directory = str(folder / directory)
-    return config.model_copy(
-        update={
-            "database": config.database.model_copy(update={"url": url}),
-            "digests": config.digests.model_copy(update={"directory": directory}),
-        }
-    )
