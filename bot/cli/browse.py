@@ -24,7 +24,9 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False, show_edge=False)
+    table = Table(
+        title=title, title_justify="left", box=None, pad_edge=False, show_edge=False, show_header=any(columns)
+    )
     for name in columns:
         table.add_column(name, overflow="fold")
     for row in rows:
@@ -101,7 +103,7 @@ def people_list(
         typer.echo("no people yet: `rapport people import roster.csv` adds them")
         return
     print_table(
-        f"{len(rows)} people",
+        f"{len(rows)} {'person' if len(rows) == 1 else 'people'}",
         ("id", "name", "owner", "programs"),
         [
             (r["id"], (r["name"] or "") + (" (opted out)" if r["opted_out"] else ""), r["owner"] or "",
@@ -227,7 +229,7 @@ def owners_list(
         typer.echo("no owners yet: they come from the roster's owner column")
         return
     print_table(
-        f"{len(rows)} owners",
+        f"{len(rows)} {'owner' if len(rows) == 1 else 'owners'}",
         ("owner", "people", "open promises", "digests to"),
         [(r["key"], r["people"], r["open_promises"], ", ".join(r["linked"]) or "e-mail or file") for r in rows],
     )
