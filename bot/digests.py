@@ -40,6 +40,7 @@ from memory.db import transaction
 from memory.errors import PermanentFailure, RetryLater
 from memory.models import OutboxMessage, Owner
 from memory.models_promises import OwnerIdentity
+from prompts.split import fit_html
 from scheduler.digests import DigestSchedule
 from scheduler.dispatch import SkipMessage
 
@@ -117,7 +118,7 @@ def telegram_text(d: digests.Digest) -> str:
         trimmed = replace(d, changes=d.changes[:shown])
         text = prompts.render("digest/telegram", "telegram_html", **_ctx(trimmed, more_changes=len(d.changes) - shown))
         if len(text) <= TELEGRAM_LIMIT or shown == 0:
-            return text[:TELEGRAM_LIMIT] if len(text) > TELEGRAM_LIMIT else text
+            return fit_html(text, lambda n: prompts.render("digest/more_lines", "telegram_html", n=n), TELEGRAM_LIMIT)
         shown -= 1
 
 

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-from memory.errors import ImportProblem, NotEnrolled, NotFound, OptedOut, RapportError
+from memory.errors import (
+    DatabaseError,
+    DatabaseMissing,
+    DatabaseUnavailable,
+    DatabaseUrlInvalid,
+    ImportProblem,
+    NotEnrolled,
+    NotFound,
+    OptedOut,
+    RapportError,
+)
 
-__all__ = ["ConfigError", "ImportProblem", "NotEnrolled", "NotFound", "OptedOut", "RapportError"]
+__all__ = [
+    "ConfigError",
+    "DatabaseError",
+    "DatabaseMissing",
+    "DatabaseUnavailable",
+    "DatabaseUrlInvalid",
+    "ImportProblem",
+    "NotEnrolled",
+    "NotFound",
+    "OptedOut",
+    "RapportError",
+]
 
 
 class ConfigError(RapportError):

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from bot import redaction
+
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
 
 
@@ -67,3 +69,5 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     # Migrations and the scheduler's own job bookkeeping say nothing an operator needs at INFO.
     for chatty in ("alembic", "apscheduler", "sentence_transformers"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Secrets and request bodies out of every line, whoever logs it (bot/redaction.py).
+    redaction.install(root.handlers)

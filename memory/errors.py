@@ -63,3 +63,28 @@ class Unreachable(DeliveryError):
 
 class PermanentFailure(DeliveryError):
     """This message will never go through as it is (bad request); do not retry it."""
+
+
+class DatabaseError(RapportError):
+    """The database cannot be used at all (wrong URL, server unreachable, file missing).
+
+    ``url`` has its password hidden and ``reason`` is one line without SQL or parameters, so the
+    message is safe to print and to log.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"database {url}: {reason}")
+
+
+class DatabaseUrlInvalid(DatabaseError):
+    """``database.url`` (or ``--database``) is not a URL Rapport can use."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database server did not accept a connection (down, refused, wrong host or password)."""
+
+
+class DatabaseMissing(DatabaseError):
+    """The SQLite file does not exist; only ``rapport init`` creates it."""

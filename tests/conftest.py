@@ -39,6 +39,8 @@ def _backends() -> list[Any]:
 @pytest.fixture(params=_backends())
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
+        # The file exists, as after `rapport init`: commands refuse a SQLite path that does not.
+        (tmp_path / "rapport.db").touch()
         yield f"sqlite:///{tmp_path / 'rapport.db'}"
         return
     if not PG_URL:

@@ -185,6 +185,7 @@ def test_cli_errors(tmp_path: Path, db_url: str) -> None:
 @pytest.mark.slow
 def test_sigterm_stops_the_service_with_exit_code_0(tmp_path: Path) -> None:
     config = _terminal_config(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
+    (tmp_path / "r.db").touch()  # as after `rapport init`: only init creates a SQLite file
     env = {k: v for k, v in os.environ.items() if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN")}
     log = tmp_path / "run.log"
     proc = subprocess.Popen(

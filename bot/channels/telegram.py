@@ -53,6 +53,7 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 import prompts
+from bot.channels import safe_json
 from bot.channels.base import Address, Inbound, Outbound, Sent
 from bot.config import TelegramConfig, resolve_secret, secret_name
 from bot.engine.flow import COMMANDS
@@ -565,7 +566,7 @@ class TelegramChannel:
             # Telegram retries later; the update is not lost.
             return web.Response(status=503, text="not ready")
         try:
-            payload = await request.json(loads=json.loads)
+            payload = await request.json(loads=safe_json.loads)
         except (ValueError, UnicodeDecodeError):
             return web.Response(status=400, text="not JSON")
         if not isinstance(payload, dict):

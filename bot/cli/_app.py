@@ -83,13 +83,24 @@ def print_config_problems(exc: object) -> None:
         typer.echo(f"  {path}: {message}", err=True)
 
 
-def build_app(ctx: typer.Context, config: Config | None = None) -> App:
+def build_app(ctx: typer.Context, config: Config | None = None, *, create: bool = False) -> App:
+    """The App for a command. Only ``create`` (``rapport init``) may create a SQLite file: any other
+    command given a wrong path says so instead of starting an empty database."""
     from bot import logs
     from bot.app import build
+    from memory import db
+    from memory.errors import DatabaseError
 
     config = config or load(ctx)
     logs.setup(config.logging.level, config.logging.format)
-    return build(config, database_url=_globals(ctx).database_url)
+    url = _globals(ctx).database_url or config.database_url
+    try:
+        if not create:
+            db.require_database(url)
+        return build(config, database_url=url)
+    except DatabaseError as exc:
+        # One line, exit 2: the traceback of a refused connection tells an operator nothing more.
+        fail(str(exc), 2)
 
 
 def parse_at(value: str | None, option: str = "--at") -> dt.datetime | None:

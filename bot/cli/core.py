@@ -62,7 +62,7 @@ def init(
         else:
             fail(f"{path} does not exist; `rapport init --write-config` writes a commented starter config there", 2)
     config = load(ctx)
-    application = build_app(ctx, config)
+    application = build_app(ctx, config, create=True)
     heads = ", ".join(sorted(db.current_revisions(application.engine)))
     typer.echo(f"database ready at revision {heads}; programs: {', '.join(config.programs)}")
     application.close()
@@ -227,7 +227,12 @@ def history(
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as rich_escape
+
+    from prompts import escape_terminal
+
+    def escape(text: str) -> str:  # ESC, NUL or U+202E from a name or an answer shows, never acts
+        return rich_escape(escape_terminal(text))
 
     # soft_wrap: piped output keeps each quote on one line (rich would hard-wrap it at 80 columns).
     console = Console(highlight=False, soft_wrap=True)

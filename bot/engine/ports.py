@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from memory.text import clean_optional
+
 InboundKind = Literal["text", "choice", "command", "edit", "delete", "non_text"]
 
 
@@ -32,6 +34,10 @@ class Inbound:
     event_key: str | None = None
     # Buttons carry the check-in they belong to.
     checkin_id: int | None = None
+
+    def __post_init__(self) -> None:
+        # The boundary for people's words: no NUL or other controls reach the engine or storage.
+        object.__setattr__(self, "text", clean_optional(self.text))
 
 
 @dataclass(frozen=True)

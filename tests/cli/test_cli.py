@@ -121,6 +121,7 @@ def test_chat_errors_are_clear(db_url: str, tmp_path: Path) -> None:
 
 
 def test_errors_exit_cleanly_from_the_real_command(tmp_path: Path) -> None:
+    (tmp_path / "x.db").touch()  # as after `rapport init`
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "--database", f"sqlite:///{tmp_path}/x.db", "history", "nobody"],
         capture_output=True, text=True, cwd=ROOT, check=False,
