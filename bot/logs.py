@@ -38,23 +38,21 @@ class TextFormatter(logging.Formatter):
 
 
 class StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is *now*, not the stream it was when logging was set up.
+    """Writes to stderr as it was when logging was set up, and to the current ``sys.stderr`` once
+    that stream is closed.
 
-    A handler holding the stream object keeps writing to it after it is swapped and closed (a
-    test runner capturing output, a CLI runner's buffer), which prints "--- Logging error ---
-    I/O operation on closed file" instead of the record.
+    A handler holding a stream that was swapped and closed (a test runner's capture, a CLI
+    runner's buffer) would print "--- Logging error --- I/O operation on closed file" for every
+    later record instead of the record itself.
     """
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass  # always sys.stderr at the moment of writing
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self.stream, "closed", False):
+            self.stream = sys.stderr  # not setStream: it would flush the closed stream first
+        super().emit(record)
 
 
 def setup(level: str = "INFO", fmt: str = "text") -> None:
