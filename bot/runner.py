@@ -71,6 +71,7 @@ def schedules_from_config(config: Config) -> dict[str, ProgramSchedule]:
             reminders=cadence.reminders,
             window=Window.parse(start=window.start, end=window.end, days=window.days, holidays=window.holidays),
             channels=tuple(program.channels),
+            contact_gap=dt.timedelta(days=config.scheduler.contact_gap_days),
         )
     return out
 

@@ -141,9 +141,12 @@ def _record(
         person = store.find_person(s, ref) if ref else None
     if person is None:
         return "unknown_person", say("promise_unknown_person", ref=ref)
-    promise = promises.add_promise(
-        s, person=person, owner=owner, text=words, now=inbound.received_at, due_at=due_at, source=inbound.channel
-    )
+    try:
+        promise = promises.add_promise(
+            s, person=person, owner=owner, text=words, now=inbound.received_at, due_at=due_at, source=inbound.channel
+        )
+    except promises.DueBeforeMade as exc:
+        return "usage", say("promise_due_before_made", due_at=exc.due_at, made_at=exc.made_at)
     log.info("promise recorded from chat", extra={"promise_id": promise.id, "owner_id": owner.id})
     return "recorded", say("promise_recorded", name=person.name or person.key, promise=promise.text, due_at=due_at)
 

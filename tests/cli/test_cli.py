@@ -115,7 +115,7 @@ def test_chat_errors_are_clear(db_url: str, tmp_path: Path) -> None:
     assert "person 'nobody' not found" in str(cli(db_url, "chat", "nobody", input="").exception)
     bad_at = cli(db_url, "chat", "ann", "--at", "last tuesday", input="")
     assert bad_at.exit_code == 2
-    assert "ISO-8601" in bad_at.output
+    assert "--at 'last tuesday' is not a date or time" in bad_at.output
     bad_program = cli(db_url, "chat", "ann", "--program", "nope", input="")
     assert bad_program.exit_code == 2
 
