@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from memory import anonymity
-from memory.models import Owner, Person, Program, Promise
+from memory.models import Answer, Checkin, FollowUp, Owner, Person, Program, Promise
 
 TrajectoryKind = Literal["new", "stable", "improving", "declining", "recovering", "volatile"]
 TRAJECTORIES: tuple[TrajectoryKind, ...] = ("new", "stable", "improving", "declining", "recovering", "volatile")
@@ -223,3 +223,111 @@ def _owner_key(s: Session, owner_id: int | None) -> str | None:
         return None
     owner = s.get(Owner, owner_id)
     return owner.key if owner else None
+
+
+# What digests read: one owner's people at scale, as plain rows ---------------------------------
+
+
+@dataclass(kw_only=True)
+class CheckinRow:
+    """What a digest needs of one check-in: no state, no embeddings, no ORM object."""
+
+    id: int
+    person_id: int
+    program: str
+    status: str
+    started_at: dt.datetime
+    completed_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    updated_at: dt.datetime
+    rating: int | None = None
+    reason: str | None = None
+    has_reason: bool = False
+
+
+def _chunks(ids: Sequence[int], size: int = 5000) -> list[list[int]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+def checkin_rows(s: Session, owner_id: int) -> list[CheckinRow]:
+    """The owner's people's check-ins of attributed programs (anonymous ones are never read
+    individually, as :func:`memory.anonymity.visible_checkins`), with each one's first rating."""
+    mine = (Person, Checkin.person_id == Person.id)
+    attributed = (Program, Checkin.program_id == Program.id)
+    rows = {
+        r.id: CheckinRow(
+            id=r.id,
+            person_id=r.person_id,
+            program=r.name,
+            status=r.status,
+            started_at=r.started_at,
+            completed_at=r.completed_at,
+            expires_at=r.expires_at,
+            updated_at=r.updated_at,
+        )
+        for r in s.execute(
+            select(
+                Checkin.id,
+                Checkin.person_id,
+                Program.name,
+                Checkin.status,
+                Checkin.started_at,
+                Checkin.completed_at,
+                Checkin.expires_at,
+                Checkin.updated_at,
+            )
+            .join(*mine)
+            .join(*attributed)
+            .where(Person.owner_id == owner_id, Program.anonymous.is_(False))
+        )
+    }
+    answers = (
+        select(Answer.checkin_id, Answer.kind, Answer.rating, Answer.text.is_not(None) & (Answer.text != ""))
+        .join(Checkin, Answer.checkin_id == Checkin.id)
+        .join(*mine)
+        .where(Person.owner_id == owner_id, Answer.skipped.is_(False))
+        .order_by(Answer.id)
+    )
+    for checkin_id, kind, rating, has_text in s.execute(answers):
+        row = rows.get(checkin_id)
+        if row is None:
+            continue
+        if kind == "rating" and rating is not None and row.rating is None:
+            row.rating = rating
+        elif kind == "text" and has_text:
+            row.has_reason = True
+    return sorted(rows.values(), key=lambda r: (r.started_at, r.id))
+
+
+def load_reasons(s: Session, rows: Sequence[CheckinRow]) -> None:
+    """The first free-text answer of just these check-ins (the ones a digest quotes)."""
+    by_id = {r.id: r for r in rows if r.has_reason and r.reason is None}
+    for chunk in _chunks(list(by_id)):
+        query = (
+            select(Answer.checkin_id, Answer.text)
+            .where(Answer.checkin_id.in_(chunk), Answer.kind == "text", Answer.skipped.is_(False))
+            .order_by(Answer.id)
+        )
+        for checkin_id, text in s.execute(query):
+            row = by_id[checkin_id]
+            if row.reason is None and text:
+                row.reason = text
+
+
+@dataclass(frozen=True, kw_only=True)
+class LastFollowUp:
+    reasons: list[Any]
+    answer: str | None
+
+
+def last_followups(s: Session, owner_id: int, since: dt.datetime, until: dt.datetime) -> dict[int, LastFollowUp]:
+    """The last follow-up of each check-in completed in the period."""
+    query = (
+        select(FollowUp.checkin_id, FollowUp.reasons, FollowUp.answer_text, FollowUp.skipped)
+        .join(Checkin, FollowUp.checkin_id == Checkin.id)
+        .join(Person, Checkin.person_id == Person.id)
+        .where(Person.owner_id == owner_id, Checkin.completed_at >= since, Checkin.completed_at < until)
+        .order_by(FollowUp.id)
+    )
+    return {cid: LastFollowUp(reasons=list(reasons or []), answer=None if skipped else answer)
+            for cid, reasons, answer, skipped in s.execute(query)}  # fmt: skip
