@@ -31,9 +31,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from memory import anonymity
 from memory.changes import excerpt
+from memory.digest_rows import CheckinRow, LastFollowUp, checkin_rows, last_followups, load_reasons, rating_series
 from memory.errors import NotFound
 from memory.models import Enrollment, Outcome, Owner, Person, Program, Promise
-from memory.stories import CheckinRow, LastFollowUp, checkin_rows, last_followups, load_reasons, themes_in, trajectory
+from memory.stories import themes_in, trajectory
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,29 +152,37 @@ def build_digest(
 
     silent: list[Silent] = []
     series: dict[tuple[int, str], list[CheckinRow]] = {}
-    for c in checkin_rows(s, owner_row.id):
+    for c in checkin_rows(s, list(names), since, until):
         if c.status == "completed":
             series.setdefault((c.person_id, c.program), []).append(c)
         elif c.status in ("invited", "in_progress") and c.started_at < until:
             silent.append(_silent(c, keys, names, "open"))
         elif c.status == "expired" and _in(c.expires_at or c.updated_at, since, until):
             silent.append(_silent(c, keys, names, "expired"))
-    followups = last_followups(s, owner_row.id, since, until)
+    followups = last_followups(s, list(names), since, until)
     moves = []
     for done in series.values():
         done.sort(key=lambda c: (c.completed_at or c.started_at, c.id))
         move = _movement(done, since, until)
         if move is not None:
             moves.append(move)
-    load_reasons(s, [c for move in moves for c in move[:2] if c is not None])
-    # One entry per person: their movement over the period (the most important one when they
-    # moved in several programs), never one entry per check-in.
-    best: dict[int, PersonChange] = {}
+    # Only the people who moved (or were asked what changed) get their words and history read.
+    moved = []
     for before, last, upto in moves:
         fu = next(
             (followups[c.id] for c in reversed(upto) if c.id in followups and _in(c.completed_at, since, until)), None
         )
-        change = _change(last, before, upto, fu, keys, names, threshold, quote_chars, broken.get(last.person_id, 0))
+        old = before.rating if before is not None else None
+        if fu is not None or (last.rating is not None and old is not None and abs(last.rating - old) >= threshold):
+            moved.append((before, last, fu))
+    load_reasons(s, [c for before, last, _ in moved for c in (before, last) if c is not None])
+    history = rating_series(s, [last.person_id for _, last, _ in moved], until)
+    # One entry per person: their movement over the period (the most important one when they
+    # moved in several programs), never one entry per check-in.
+    best: dict[int, PersonChange] = {}
+    for before, last, fu in moved:
+        ratings = history.get((last.person_id, last.program), [])
+        change = _change(last, before, ratings, fu, keys, names, threshold, quote_chars, broken.get(last.person_id, 0))
         if change is not None and (last.person_id not in best or change.importance > best[last.person_id].importance):
             best[last.person_id] = change
     changes = sorted(best.values(), key=lambda ch: (-ch.importance, ch.name))
@@ -252,7 +261,7 @@ def _silent(c: CheckinRow, keys: dict[int, str], names: dict[int, str], status: 
 def _change(
     c: CheckinRow,
     before: CheckinRow | None,
-    done: Sequence[CheckinRow],
+    ratings: Sequence[int],
     followup: LastFollowUp | None,
     keys: dict[int, str],
     names: dict[int, str],
@@ -269,7 +278,6 @@ def _change(
     old_reason = before.reason if before is not None else None
     new_reason = c.reason
     answer = followup.answer if followup is not None else None
-    ratings = [d.rating for d in done if d.rating is not None]
     importance = (abs(delta) * (1.5 if delta < 0 else 1.0) if delta else 0.0) + (2.0 if view_changed else 0.0)
     importance += (1.0 if answer else 0.0) + 3.0 * broken
     return PersonChange(

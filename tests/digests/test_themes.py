@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from memory import anonymity, db
-from memory.themes import cluster_themes, ctfidf_labels, program_themes
+from memory.anonymity import program_themes
+from memory.themes import cluster_themes, ctfidf_labels
 from tests.fakes.embedder import HashingEmbedder
 from tests.history_builder import T0, History, months
 
