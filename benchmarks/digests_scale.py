@@ -7,9 +7,9 @@ Each size: ``people`` people, 100 per owner, six completed check-ins each (a rat
 with a 384-float embedding, as live answers have), every tenth person moving by 4 points in the
 last wave with a follow-up. Rows are written with bulk inserts (not timed). Then, timed, one
 ``build_digest`` per owner over the last wave's period, each in its own transaction, as the
-digest dispatcher does: ``seconds`` of wall time and ``cpu_seconds`` of this process's CPU
-(PostgreSQL's own work is in its server processes). ``peak_rss_mb`` is the process's peak resident memory after the digests
-(generation writes in chunks of 5,000 rows, so it stays below it). PostgreSQL runs when
+digest dispatcher does: ``seconds`` of wall time, ``cpu_seconds`` of this process's CPU
+(PostgreSQL's own work is in its server processes). ``peak_rss_mb`` is the process's peak
+resident memory after the digests (generation writes in chunks of 5,000 rows, so it stays below it). PostgreSQL runs when
 ``RAPPORT_BENCH_DATABASE_URL`` is set (an empty database or schema it may fill); the figures are
 linear in people when ``s_per_10k_people`` stays flat across sizes.
 """
@@ -50,14 +50,26 @@ def fill(url: str, people: int) -> None:
     blob = np.random.default_rng(0).standard_normal(384).astype(np.float32).tobytes()
     with app.engine.begin() as conn:
         program = conn.scalar(select(Program.id).where(Program.name == "customers"))
-        owners = [{"key": f"owner{i}@example.com", "name": f"Owner {i}", "email": None, "created_at": T0}
-                  for i in range(people // PER_OWNER)]  # fmt: skip
+        owners = [
+            {"key": f"owner{i}@example.com", "name": f"Owner {i}", "email": None, "created_at": T0}
+            for i in range(people // PER_OWNER)
+        ]
         conn.execute(insert(Owner), owners)
         owner_ids = list(conn.scalars(select(Owner.id).order_by(Owner.id)))
         for start in range(0, people, CHUNK):
-            rows = [{"key": f"p{i}", "name": f"Person {i}", "email": f"p{i}@example.com", "timezone": "UTC",
-                     "owner_id": owner_ids[i // PER_OWNER], "opted_out_at": None, "created_at": T0,
-                     "updated_at": T0} for i in range(start, min(people, start + CHUNK))]  # fmt: skip
+            rows = [
+                {
+                    "key": f"p{i}",
+                    "name": f"Person {i}",
+                    "email": f"p{i}@example.com",
+                    "timezone": "UTC",
+                    "owner_id": owner_ids[i // PER_OWNER],
+                    "opted_out_at": None,
+                    "created_at": T0,
+                    "updated_at": T0,
+                }
+                for i in range(start, min(people, start + CHUNK))
+            ]
             conn.execute(insert(Person), rows)
         person_ids = list(conn.scalars(select(Person.id).order_by(Person.id)))
     for start in range(0, people, CHUNK // WAVES):
@@ -67,23 +79,59 @@ def fill(url: str, people: int) -> None:
             for n, pid in enumerate(chunk, start=start):
                 for w in range(WAVES):
                     at = T0 + dt.timedelta(days=182 * w, minutes=n % 600)
-                    checkins.append({"person_id": pid, "program_id": program, "wave_id": None, "status": "completed",
-                                     "channel": "telegram", "state": {"stage": "done"}, "source": "live",
-                                     "started_at": at, "updated_at": at, "completed_at": at, "expires_at": None,
-                                     "reminders_sent": 0})  # fmt: skip
+                    checkins.append(
+                        {
+                            "person_id": pid,
+                            "program_id": program,
+                            "wave_id": None,
+                            "status": "completed",
+                            "channel": "telegram",
+                            "state": {"stage": "done"},
+                            "source": "live",
+                            "started_at": at,
+                            "updated_at": at,
+                            "completed_at": at,
+                            "expires_at": None,
+                            "reminders_sent": 0,
+                        }
+                    )
             ids = conn.execute(insert(Checkin).returning(Checkin.id, sort_by_parameter_order=True), checkins)
             answers = []
             for (cid,), row in zip(ids, checkins, strict=True):
                 n = row["person_id"]
                 last = row["started_at"] >= T0 + dt.timedelta(days=182 * (WAVES - 1))
                 rating = 4 if last and n % 10 == 0 else 8
-                common = {"checkin_id": cid, "person_id": row["person_id"], "program_id": program,
-                          "answered_at": row["started_at"], "skipped": False, "edited_at": None, "source_ref": None}  # fmt: skip
-                answers.append({**common, "question": "recommend", "kind": "rating", "rating": rating, "text": None,
-                                "embedding": None, "embedding_model": None})  # fmt: skip
-                answers.append({**common, "question": "reason", "kind": "text", "rating": None,
-                                "text": f"Support was {'slow' if rating < 8 else 'quick'} this time, person {n}.",
-                                "embedding": blob, "embedding_model": "bench"})  # fmt: skip
+                common = {
+                    "checkin_id": cid,
+                    "person_id": row["person_id"],
+                    "program_id": program,
+                    "answered_at": row["started_at"],
+                    "skipped": False,
+                    "edited_at": None,
+                    "source_ref": None,
+                }
+                answers.append(
+                    {
+                        **common,
+                        "question": "recommend",
+                        "kind": "rating",
+                        "rating": rating,
+                        "text": None,
+                        "embedding": None,
+                        "embedding_model": None,
+                    }
+                )
+                answers.append(
+                    {
+                        **common,
+                        "question": "reason",
+                        "kind": "text",
+                        "rating": None,
+                        "text": f"Support was {'slow' if rating < 8 else 'quick'} this time, person {n}.",
+                        "embedding": blob,
+                        "embedding_model": "bench",
+                    }
+                )
             conn.execute(insert(Answer), answers)
     app.close()
 
@@ -100,9 +148,16 @@ def run(url: str, people: int) -> dict[str, object]:
             changes += len(build_digest(s, owner=owner, since=since, until=until).changes)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     app.close()
-    return {"people": people, "owners": len(owners), "checkins": people * WAVES, "changes": changes,
-            "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "s_per_10k_people": round(seconds / people * 10_000, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}  # fmt: skip
+    return {
+        "people": people,
+        "owners": len(owners),
+        "checkins": people * WAVES,
+        "changes": changes,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "s_per_10k_people": round(seconds / people * 10_000, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 def measure(kind: str, people: int) -> dict[str, object]:
