@@ -9,7 +9,8 @@ last wave with a follow-up. Rows are written with bulk inserts (not timed). Then
 ``build_digest`` per owner over the last wave's period, each in its own transaction, as the
 digest dispatcher does: ``seconds`` of wall time, ``cpu_seconds`` of this process's CPU
 (PostgreSQL's own work is in its server processes). ``peak_rss_mb`` is the process's peak
-resident memory after the digests (generation writes in chunks of 5,000 rows, so it stays below it). PostgreSQL runs when
+resident memory after the digests (generation writes in chunks of 5,000 rows, so it stays below
+it). PostgreSQL runs when
 ``RAPPORT_BENCH_DATABASE_URL`` is set (an empty database or schema it may fill); the figures are
 linear in people when ``s_per_10k_people`` stays flat across sizes.
 """
