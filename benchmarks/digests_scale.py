@@ -134,6 +134,11 @@ def fill(url: str, people: int) -> None:
                     }
                 )
             conn.execute(insert(Answer), answers)
+    if app.engine.dialect.name == "postgresql":
+        # What autovacuum does soon after a bulk load; without statistics the planner guesses
+        # badly (1.7 s per owner at 10,000 people instead of 0.1 s).
+        with app.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
     app.close()
 
 
