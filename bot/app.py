@@ -20,7 +20,7 @@ from bot.engine.script import Limits, Question, Script
 from bot.engine.service import CheckinService
 from memory import db, store
 from memory.changes import ChangeDetector, DetectorSettings
-from memory.embeddings import Embedder, SentenceTransformerEmbedder
+from memory.embeddings import BatchingEmbedder, Embedder, SentenceTransformerEmbedder
 
 if TYPE_CHECKING:
     from bot.channels.base import Channel
@@ -45,8 +45,16 @@ class App:
 
 
 def make_embedder(config: Config) -> Embedder:
+    """The configured backend behind the micro-batching layer that concurrent answers share."""
     e = config.embeddings
-    return SentenceTransformerEmbedder(model=e.model, device=e.device, batch_size=e.batch_size)
+    inner: Embedder
+    if e.backend == "onnx-int8":
+        from memory.embeddings_onnx import OnnxInt8Embedder
+
+        inner = OnnxInt8Embedder(model=e.model, cache_dir=e.cache_dir, batch_size=e.batch_size)
+    else:
+        inner = SentenceTransformerEmbedder(model=e.model, device=e.device, batch_size=e.batch_size)
+    return BatchingEmbedder(inner, max_wait=e.batch_wait_ms / 1000, max_batch=e.batch_size)
 
 
 def make_detector(config: Config, embedder: Embedder) -> ChangeDetector:

