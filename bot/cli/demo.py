@@ -41,7 +41,10 @@ def demo(
     database: Annotated[
         str, typer.Option(help="Where the demo keeps its data (recreated each run).")
     ] = "sqlite:///data/demo.db",
-    port: Annotated[int | None, typer.Option(help="Overrides web.port (0 picks a free port).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Overrides web.port (0 picks a free port; the default without a terminal)."),
+    ] = None,
 ) -> None:
     """Set up a demo (SQLite, no tokens), start the service and print a check-in link and a dashboard link."""
     from bot import logs
@@ -60,7 +63,10 @@ def demo(
         seed_demo(application, now)
         application.service.start(person_ref=DEMO_PERSON, program=DEMO_PROGRAM, channel="web", now=now)
         typer.echo("Dana's answer then: 9/10, “Support answered within an hour and onboarding was smooth.”")
-        ok = asyncio.run(_serve(application, port, interactive=stdin_is_tty()))
+        interactive = stdin_is_tty()
+        # Without a terminal (CI) a free port: nothing else on the machine can be in the way.
+        ok = asyncio.run(_serve(application, port if port is not None or interactive else 0, interactive=interactive))
+        _summary(application, database)
     finally:
         application.close()
     if not ok:
@@ -103,6 +109,18 @@ async def _serve(application: App, port: int | None, *, interactive: bool) -> bo
     finally:
         runner.request_stop()
         await runner.stop()
+
+
+def _summary(application: App, database: str) -> None:
+    from bot.cli.core import demo_history_command, history_data
+
+    # The demo keeps its own database, so the hint names it.
+    typer.echo(f"\nWhat the memory now holds ({demo_history_command(database)}):")
+    for c in history_data(application, DEMO_PERSON)["checkins"]:
+        rating = next((a["rating"] for a in c["answers"] if a["rating"] is not None), None)
+        typer.echo(f"  {c['started_at'][:10]}: rating {rating}, follow-ups {len(c['followups'])}")
+        for f in c["followups"]:
+            typer.echo(f"    why asked: {'; '.join(r['text'] for r in f['reasons'])}")
 
 
 def _links(application: App, web_channel: object, base: str) -> tuple[str, str]:

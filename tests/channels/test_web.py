@@ -39,7 +39,9 @@ def web_app(make_app: Callable[..., App], request: pytest.FixtureRequest) -> App
 
 @pytest.fixture
 async def client(web_app: App) -> AsyncIterator[TestClient]:
-    channel = WebChannel(app=web_app, key=KEY, clock=lambda: NOW, base="http://rapport.test")
+    channel = WebChannel(
+        service=web_app.service, config=web_app.config, key=KEY, clock=lambda: NOW, base="http://rapport.test"
+    )
     async with TestClient(TestServer(make_web_app(routes=channel.routes()))) as c:
         yield c
 

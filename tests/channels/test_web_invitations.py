@@ -54,7 +54,9 @@ async def test_the_shipped_config_reaches_people_with_an_email_address_by_web(ap
             select(OutboxMessage).where(OutboxMessage.kind == "invitation", OutboxMessage.person_id == ann)
         ).one()
         s.expunge(row)
-    channel = WebChannel(app=app, key=b"k" * 32, clock=lambda: NOW, base="http://rapport.test")
+    channel = WebChannel(
+        service=app.service, config=app.config, key=b"k" * 32, clock=lambda: NOW, base="http://rapport.test"
+    )
     delivery = Delivery(app=app, channels={"web": channel}, clock=lambda: NOW)
     path = Path(str(await delivery.invitation(row)))
     assert path.parent == tmp_path / "mail"

@@ -56,7 +56,7 @@ def app(make_app: Callable[..., App]) -> App:
 
 
 async def test_a_web_checkin_with_a_follow_up_and_a_promise_question(browser: Any, app: App) -> None:
-    channel = WebChannel(app=app, key=b"k" * 32, clock=lambda: NOW)
+    channel = WebChannel(service=app.service, config=app.config, key=b"k" * 32, clock=lambda: NOW)
     server = TestServer(make_web_app(routes=channel.routes()), host="127.0.0.1")
     await server.start_server()
     try:

@@ -3,7 +3,8 @@
 - :mod:`.translate` (pure): the page's form -> :class:`Inbound`.
 - :mod:`.receiver`: the aiohttp routes ``GET/POST /c/{token}`` on Rapport's web server.
 - :mod:`.transport`: the invitation by e-mail (SMTP, or ``.eml`` files on the defaults).
-- :mod:`.links`: signed, expiring links and the page's few database reads.
+- :mod:`.links`: signed, expiring links. The database work is the engine's
+  (:mod:`bot.engine.web_visits`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
-from bot.app import App
 from bot.channels.base import Address, Outbound, Sent
 from bot.channels.web import links, transport
 from bot.channels.web.receiver import Receiver
 from bot.channels.web.translate import NAME
-from memory.db import transaction
+from bot.config import Config
+from bot.engine.service import CheckinService
+from bot.engine.web_visits import WebVisits
 from memory.errors import Unreachable
 from prompts import Markup
 
@@ -30,19 +32,23 @@ class WebChannel:
     name = NAME
     markup: Markup = "plain"
 
-    def __init__(self, *, app: App, key: bytes, clock: Callable[[], dt.datetime], base: str | None = None) -> None:
-        self.app, self.key, self.clock = app, key, clock
-        self.base = base or links.base_url(app.config)
+    def __init__(
+        self, *, service: CheckinService, config: Config, key: bytes, clock: Callable[[], dt.datetime],
+        base: str | None = None,
+    ) -> None:  # fmt: skip
+        self.config, self.key, self.clock = config, key, clock
+        self.visits = WebVisits(service=service)
+        self.base = base or links.base_url(config)
         self.receiver = Receiver(
-            service=app.service, sessions=app.sessions, key=key, clock=clock,
-            secure=self.base.lower().startswith("https://"),
-        )  # fmt: skip
+            service=service, visits=self.visits, key=key, clock=clock, secure=self.base.lower().startswith("https://")
+        )
 
     @classmethod
-    def from_app(cls, app: App, *, clock: Callable[[], dt.datetime] | None = None) -> WebChannel:
-        key = links.link_key(app.config, ephemeral_ok=True)
+    def build(cls, *, service: CheckinService, config: Config) -> WebChannel:
+        """From the config: the link key (or one for this process only, with a warning)."""
+        key = links.link_key(config, ephemeral_ok=True)
         assert key is not None
-        return cls(app=app, key=key, clock=clock or app.service.clock)
+        return cls(service=service, config=config, key=key, clock=service.clock)
 
     def routes(self) -> list[web.RouteDef]:
         return self.receiver.routes()
@@ -54,21 +60,17 @@ class WebChannel:
         return None
 
     def link_for(self, person_id: int, closes_at: dt.datetime | None = None) -> str:
-        return links.make_link(self.app.config, self.key, person_id=person_id, now=self.clock(),
+        return links.make_link(self.config, self.key, person_id=person_id, now=self.clock(),
                                closes_at=closes_at, base=self.base)  # fmt: skip
 
     async def send(self, address: Address, messages: Sequence[Outbound]) -> Sent:
         """E-mail the invitation (or reminder) with the person's check-in link."""
         checkin_id = next((m.checkin_id for m in messages if m.checkin_id is not None), None)
 
-        def read() -> links.Recipient | None:
-            with transaction(self.app.sessions) as s:
-                return links.recipient(s, address.external_id, checkin_id)
-
-        found = await asyncio.to_thread(read)
+        found = await asyncio.to_thread(self.visits.recipient, address.external_id, checkin_id)
         if found is None or found.email is None:
             raise Unreachable("no e-mail address")
-        config = self.app.config
+        config = self.config
         program = config.programs.get(found.program or "")
         message = transport.compose(
             config=config, to=found.email, name=found.name,

@@ -1,5 +1,4 @@
-"""Check-in links: ``<public_url>/c/<token>``, signed with :mod:`bot.invites`, and the little
-database work the page needs (who the link is for, their open check-in, their e-mail address).
+"""Check-in links: ``<public_url>/c/<token>``, signed with :mod:`bot.invites`. Pure.
 
 A link names one person and expires when their check-in window closes (and never later than
 ``channels.web.link_ttl_hours``). Unlike a Telegram invite it is not one-time: the person comes
@@ -12,14 +11,9 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
-
-from sqlalchemy.orm import Session
 
 from bot.config import Config, resolve_secret
 from bot.invites import make_token
-from memory import store
-from memory.models import Checkin, Person
 
 log = logging.getLogger(__name__)
 
@@ -52,46 +46,3 @@ def make_link(config: Config, key: bytes, *, person_id: int, now: dt.datetime,
         ttl = max(min(ttl, closes_at - now), dt.timedelta(minutes=1))
     token = make_token(person_id=person_id, key=key, now=now, ttl=ttl)
     return f"{base or base_url(config)}/c/{token}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Visitor:
-    person_key: str
-    name: str
-    opted_out: bool
-    checkin_id: int | None
-    program: str | None
-
-
-def visitor(s: Session, person_id: int, now: dt.datetime) -> Visitor | None:
-    """Who the link is for, and their open check-in; links the web identity the engine reads."""
-    person = s.get(Person, person_id)
-    if person is None:
-        return None
-    store.link_identity(s, person=person, channel="web", external_id=person.key, now=now)
-    checkins = store.open_checkins(s, person.id)
-    checkin = checkins[0] if checkins else None
-    return Visitor(
-        person_key=person.key, name=person.name or "", opted_out=person.opted_out_at is not None,
-        checkin_id=checkin.id if checkin else None, program=checkin.program.name if checkin else None,
-    )  # fmt: skip
-
-
-@dataclass(frozen=True, kw_only=True)
-class Recipient:
-    person_id: int
-    name: str
-    email: str | None
-    closes_at: dt.datetime | None
-    program: str | None
-
-
-def recipient(s: Session, person_key: str, checkin_id: int | None) -> Recipient | None:
-    person = store.find_person(s, person_key)
-    if person is None:
-        return None
-    checkin = s.get(Checkin, checkin_id) if checkin_id is not None else None
-    return Recipient(
-        person_id=person.id, name=person.name or "", email=(person.email or "").strip() or None,
-        closes_at=checkin.expires_at if checkin else None, program=checkin.program.name if checkin else None,
-    )  # fmt: skip

@@ -24,14 +24,12 @@ import jinja2
 from aiohttp import web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
-from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import sessionmaker
 
-from bot.channels.web import links, translate
+from bot.channels.web import translate
 from bot.engine.ports import Outbound
 from bot.engine.service import CheckinService
+from bot.engine.web_visits import Visitor, WebVisits
 from bot.invites import InvalidInvite, read_token
-from memory.db import transaction
 
 HERE = Path(__file__).parent
 TOKEN = "{token:[A-Za-z0-9_-]{55}}"  # noqa: S105 (a route pattern)
@@ -65,9 +63,9 @@ def _pending(messages: Sequence[Outbound]) -> dict[str, Any] | None:
 
 
 class Receiver:
-    def __init__(self, *, service: CheckinService, sessions: sessionmaker[DbSession], key: bytes,
+    def __init__(self, *, service: CheckinService, visits: WebVisits, key: bytes,
                  clock: Callable[[], dt.datetime], secure: bool) -> None:  # fmt: skip
-        self.service, self.sessions, self.key, self.clock = service, sessions, key, clock
+        self.service, self.visits, self.key, self.clock = service, visits, key, clock
         fernet = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"rapport-web-page:" + key).digest()))
         self.storage = EncryptedCookieStorage(
             fernet, cookie_name="rapport_checkin", path="/c/", secure=secure, httponly=True, samesite="Lax",
@@ -107,15 +105,14 @@ class Receiver:
                      "reply to that e-mail and ask for a new one."),
         )  # fmt: skip
 
-    def _visitor(self, token: str) -> links.Visitor | str | None:
+    def _visitor(self, token: str) -> Visitor | str | None:
         """The link's person and check-in, or the reason the link cannot be used."""
         now = self.clock()
         try:
             invite = read_token(token, key=self.key, now=now)
         except InvalidInvite as exc:
             return exc.reason
-        with transaction(self.sessions) as s:
-            return links.visitor(s, invite.person_id, now) or "forged"
+        return self.visits.visitor(invite.person_id, now) or "forged"
 
     async def page(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
