@@ -21,6 +21,8 @@ from bot.cli.people import import_people_text
 from bot.delivery import Delivery
 from bot.runner import schedules_from_config
 from bot.web import make_web_app
+from memory import store
+from memory.db import transaction
 from memory.models import OutboxMessage, Person
 from scheduler.planner import Planner
 
@@ -89,3 +91,24 @@ def test_invite_prints_a_web_link(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True, check=False)  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert re.fullmatch(r"http://127\.0\.0\.1:8080/c/[A-Za-z0-9_-]{55}\n", made.stdout)
+
+
+async def test_delivery_never_routes_someone_without_an_email_address_to_web(app: App) -> None:
+    """Bob has a Telegram chat but no e-mail address; Telegram does not run in this process: his
+    invitation waits for it (NotNow) instead of failing on the web channel."""
+    from scheduler.dispatch import NotNow
+
+    with transaction(app.sessions) as s:
+        bob = s.scalars(select(Person).where(Person.key == "bob")).one()
+        store.link_identity(s, person=bob, channel="telegram", external_id="42", now=NOW)
+    planner = Planner(sessions=app.sessions, programs=schedules_from_config(app.config))
+    planner.start_wave(program="customers", now=NOW)
+    with app.sessions() as s:
+        bob_id = s.scalars(select(Person.id).where(Person.key == "bob")).one()
+        row = s.scalars(select(OutboxMessage).where(OutboxMessage.person_id == bob_id)).one()
+        s.expunge(row)
+    assert row.status == "pending"
+    channel = WebChannel(service=app.service, config=app.config, key=b"k" * 32, clock=lambda: NOW)
+    delivery = Delivery(app=app, channels={"web": channel}, clock=lambda: NOW)
+    with pytest.raises(NotNow):
+        await delivery.invitation(row)
