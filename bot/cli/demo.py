@@ -55,7 +55,7 @@ def demo(
         for suffix in ("", "-wal", "-shm"):
             Path(database.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
     config = load(ctx)
-    logs.setup("WARNING", config.logging.format)
+    logs.setup("ERROR", config.logging.format)  # a demo prints its own story; warnings go to a real run
     typer.echo("Setting up the demo: Dana and Lee answered their customer check-in six months ago.")
     application = build(config, database_url=database, migrate=True)
     try:
