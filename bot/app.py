@@ -151,8 +151,8 @@ def build_channels(app: App) -> tuple[dict[str, Channel], list[str]]:
     if app.config.channels.web.enabled and any("web" in p.channels for p in app.config.programs.values()):
         from bot.channels.web import WebChannel
 
-        channels["web"] = WebChannel.build(service=app.service, config=app.config)
-        notes.append("web: on (check-in links by e-mail; see channels.web.delivery)")
+        web = channels["web"] = WebChannel.build(service=app.service, config=app.config)
+        notes.append(web.describe())
     if any("terminal" in program.channels for program in app.config.programs.values()):
         from bot.channels.console import ConsoleChannel
 

@@ -112,3 +112,12 @@ async def test_delivery_never_routes_someone_without_an_email_address_to_web(app
     delivery = Delivery(app=app, channels={"web": channel}, clock=lambda: NOW)
     with pytest.raises(NotNow):
         await delivery.invitation(row)
+
+
+def test_the_start_up_line_says_where_invitations_go(app: App, tmp_path: Path) -> None:
+    channel = WebChannel(service=app.service, config=app.config, key=b"k" * 32, clock=lambda: NOW)
+    assert channel.describe() == f"web: on (invitations are written as .eml files to {tmp_path / 'mail'}/, not sent)"
+    email = app.config.email.model_copy(update={"host": "smtp.example.com"})
+    smtp = WebChannel(service=app.service, config=app.config.model_copy(update={"email": email}), key=b"k" * 32,
+                      clock=lambda: NOW)  # fmt: skip
+    assert smtp.describe() == "web: on (invitations by e-mail through smtp.example.com)"

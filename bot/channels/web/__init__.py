@@ -50,6 +50,12 @@ class WebChannel:
         assert key is not None
         return cls(service=service, config=config, key=key, clock=service.clock)
 
+    def describe(self) -> str:
+        """The start-up line: where invitations go (so nobody waits for e-mail that is a file)."""
+        if transport.delivery_mode(self.config) == "smtp":
+            return f"web: on (invitations by e-mail through {self.config.email.host or 'SMTP (email.host unset)'})"
+        return f"web: on (invitations are written as .eml files to {self.config.channels.web.directory}/, not sent)"
+
     def routes(self) -> list[web.RouteDef]:
         return self.receiver.routes()
 
