@@ -154,7 +154,8 @@ class Receiver:
             return self._kind(found or "forged")
         posted = await request.post()
         form = {k: v for k, v in posted.items() if isinstance(v, str)}
-        if not hmac.compare_digest(form.get("csrf", ""), self._csrf(token, form.get("nonce", ""))):
+        expected = self._csrf(token, form.get("nonce", "")).encode()
+        if not hmac.compare_digest(form.get("csrf", "").encode("utf-8", "replace"), expected):
             return self._html("gone.html", status=403, title="This form has expired",
                               message="Go back to the check-in page and answer again.")  # fmt: skip
         try:
