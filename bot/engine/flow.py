@@ -165,9 +165,10 @@ class AskFollowUp:
 
 @dataclass(frozen=True)
 class SaveFollowUpAnswer:
-    # Also a reply that gives no reason (the reply to the re-ask replaces it), so it is kept if
-    # the person goes quiet there.
+    # Also a reply that gives no reason, not final (the reply to the re-ask replaces it), so it is
+    # kept if the person goes quiet there.
     text: str
+    final: bool = True
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,9 @@ def advance(state: State, event: Event, now: dt.datetime) -> Transition:
             return Transition(state, (Say(problem, {"limit": state.max_chars}), *_pending(state)))
         if state.stage == "followup" and is_non_answer(text):
             # "yes", "idk", an emoji: no reason. Ask once more, more concretely; then accept anything.
-            return Transition(replace(state, stage="reask"), (SaveFollowUpAnswer(text.strip()), Say("followup_reask")))
+            return Transition(
+                replace(state, stage="reask"), (SaveFollowUpAnswer(text.strip(), final=False), Say("followup_reask"))
+            )
         return _next(state, SaveFollowUpAnswer(text.strip()), Say("followup_thanks"))
 
     step = state.current
