@@ -31,6 +31,14 @@ ACTIONS = (
     "promise.status",
     "login",
     "login.link",
+    # Written by the command line and the privacy work (memory.erasure, memory.export...).
+    "history.view",
+    "person.export",
+    "person.erase",
+    "person.optout",
+    "person.optin",
+    "digest.generate",
+    "retention.run",
 )
 
 
@@ -75,3 +83,15 @@ def entries(
     if actor is not None:
         query = query.where(AuditEntry.actor == actor)
     return list(s.scalars(query))
+
+
+def as_dict(entry: AuditEntry) -> dict[str, Any]:
+    """One entry as plain JSON-ready values (for ``rapport audit --json`` and exports)."""
+    return {
+        "id": entry.id,
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "action": entry.action,
+        "person_id": entry.person_id,
+        "detail": entry.detail,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bot.cli import compare, core, invite, owner, people, promise, run, slack, status, story, wave  # noqa: F401  (register commands)
+from bot.cli import compare, core, invite, owner, people, privacy, promise, run, slack, status, story, wave  # noqa: F401  (register commands)
 from bot.cli._app import app
 
 
