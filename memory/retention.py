@@ -2,7 +2,8 @@
 
 "Free text" is every place a person's own words are stored: an answer's text and its embedding
 (derived from the words), a follow-up's answer, an outcome's comment, and the conversation state
-of a check-in that closed before the cutoff (it may hold the words of the turn in progress).
+of a check-in that closed before the cutoff (it may hold the words of the turn in progress), and
+the stored rendering of messages sent before the cutoff (kept for retries; a digest quotes words).
 Ratings stay, so trends survive; ``keep_ratings: false`` deletes old rating answers too.
 
 The age is the moment the words were given (``answered_at``, ``recorded_at``). One transaction,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memory import audit
 from memory.erasure import scrub_sqlite
-from memory.models import OPEN_STATUSES, Answer, Checkin, FollowUp, Outcome
+from memory.models import OPEN_STATUSES, Answer, Checkin, FollowUp, OutboxMessage, Outcome
+from memory.models_scheduler import OutboxContent
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class RetentionReport:
     outcomes: int
     ratings: int
     dry_run: bool
+    stored_messages: int = 0
 
 
 def cutoff(now: dt.datetime, months: int) -> dt.datetime:
@@ -64,6 +68,9 @@ def run_retention(
     old_followup = and_(FollowUp.answered_at < before, FollowUp.answer_text.is_not(None))
     old_comment = and_(Outcome.recorded_at < before, Outcome.comment.is_not(None))
     old_rating = and_(Answer.answered_at < before, Answer.kind == "rating")
+    # A rendered message is kept for retries only; once done and old, it goes (it may quote words).
+    done = select(OutboxMessage.id).where(OutboxMessage.status.in_(("sent", "failed", "skipped")))
+    old_message = and_(OutboxContent.prepared_at < before, OutboxContent.outbox_id.in_(done))
     with sessions() as s, s.begin():
         sqlite = s.get_bind().dialect.name == "sqlite"
         counts = {
@@ -71,6 +78,7 @@ def run_retention(
             "followups": _count(s, select(FollowUp.id).where(old_followup)),
             "outcomes": _count(s, select(Outcome.id).where(old_comment)),
             "ratings": 0 if keep_ratings else _count(s, select(Answer.id).where(old_rating)),
+            "stored_messages": _count(s, select(OutboxContent.outbox_id).where(old_message)),
         }
         report = RetentionReport(cutoff=before, dry_run=dry_run, **counts)
         if dry_run or not any(counts.values()):
@@ -84,6 +92,7 @@ def run_retention(
         s.execute(
             update(Checkin).where(Checkin.updated_at < before, Checkin.status.not_in(OPEN_STATUSES)).values(state={})
         )
+        s.execute(delete(OutboxContent).where(old_message))
         if not keep_ratings:
             s.execute(delete(Answer).where(old_rating))
         audit.record(s, actor=actor, action="retention.run", now=now,
@@ -91,3 +100,12 @@ def run_retention(
     if sqlite:
         scrub_sqlite(sessions)
     return report
+
+
+def daily_job(sessions: sessionmaker[Session], *, months: int, keep_ratings: bool) -> Callable[[dt.datetime], None]:
+    """What ``rapport run`` calls once a day (``bot.runner``): the rule at the job's ``now``."""
+
+    def run(now: dt.datetime) -> None:
+        run_retention(sessions, months=months, keep_ratings=keep_ratings, now=now, actor="system")
+
+    return run

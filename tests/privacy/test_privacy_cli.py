@@ -81,3 +81,22 @@ def test_audit_of_unknown_person_fails_cleanly(db_url: str, make_app, tmp_path: 
     # main() prints RapportErrors as one line; the test runner sees the error itself.
     assert result.exit_code != 0
     assert "person 'ghost' not found" in str(result.exception)
+
+
+def test_retention_run_dry_run_then_for_real(db_url: str, make_app, tmp_path: Path) -> None:
+    config, _ = setup(make_app, tmp_path)
+    off = cli(config, db_url, "retention", "run")
+    assert off.exit_code == 2
+    assert "free_text_months is not set" in off.output
+    # The world's answers are from 2025-09 and 2026-03: a one-month rule reaches all of them.
+    text = config.read_text(encoding="utf-8").replace("free_text_months: null", "free_text_months: 1")
+    config.write_text(text, encoding="utf-8")
+    dry = cli(config, db_url, "retention", "run", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would delete free text older than" in dry.output
+    assert "6 answer(s), 2 follow-up answer(s), 2 outcome comment(s)" in dry.output
+    done = cli(config, db_url, "retention", "run", "--by", "dpo")
+    assert "deleted free text" in done.output
+    assert "0 answer(s)" in cli(config, db_url, "retention", "run").output
+    logged = json.loads(cli(config, db_url, "audit", "--json").output)
+    assert [e["actor"] for e in logged if e["action"] == "retention.run"] == ["cli:dpo"]
