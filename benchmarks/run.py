@@ -1,6 +1,7 @@
 """Run every benchmark and print one JSON object: {"benchmark name": its JSON output, ...}.
 
     make bench                     # or: .venv/bin/python benchmarks/run.py [name ...]
+    .venv/bin/python benchmarks/run.py --full embeddings   # full sizes, where a benchmark has them
 
 Each benchmark is a script of its own that prints JSON; this runs them one after another (so
 they do not compete for the CPU) and collects the results with the machine they ran on.
@@ -17,7 +18,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("evaluate_changes", "scheduler", "telegram_send", "slack_ack", "digests", "write_lock")
+BENCHMARKS = (
+    "evaluate_changes", "scheduler", "telegram_send", "slack_ack", "digests", "write_lock",
+    "embeddings", "digests_scale", "throughput", "hostile",
+)  # fmt: skip
 
 
 def main(names: list[str]) -> int:
@@ -26,8 +30,11 @@ def main(names: list[str]) -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
     failed = False
+    full = ["--full"] if "--full" in names else []
+    names = [n for n in names if n != "--full"]
     for name in names or BENCHMARKS:
-        proc = subprocess.run([sys.executable, str(HERE / f"{name}.py")], capture_output=True, text=True, check=False)
+        command = [sys.executable, str(HERE / f"{name}.py"), *full]
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
         try:
             results[name] = json.loads(proc.stdout)
         except json.JSONDecodeError:

@@ -5,7 +5,7 @@
 Figures:
 
 * ``overall_msgs_per_s``: 90 one-message sends to 90 different chats, 30 at a time, through
-  ``TelegramChannel.send`` (PTB's AIORateLimiter underneath). Telegram's limit is about 30/s.
+  ``TelegramChannel.send`` (the shared pacer, ``bot.channels.pacing``). Telegram's limit is about 30/s.
 * ``one_chat_msgs_per_s``: 8 messages to one private chat (the per-chat limiter, about 1/s after a
   burst of three).
 * ``inbound_ms_per_update``: wall time per text update through ``process_update`` (translate, the
@@ -26,7 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from bot.app import build  # noqa: E402
 from bot.channels.base import Address, Outbound  # noqa: E402
-from bot.channels.telegram import TelegramChannel  # noqa: E402
+from bot.channels.pacing import Pacer  # noqa: E402
+from bot.channels.telegram import TelegramChannel, TelegramSettings  # noqa: E402
+from bot.channels.telegram.transport import OVERALL_RATE  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from tests.channels.telegram_kit import add_person, text_update  # noqa: E402
 from tests.fakes.embedder import HashingEmbedder  # noqa: E402
@@ -38,14 +40,11 @@ async def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         app = build(config, embedder=HashingEmbedder(), database_url=f"sqlite:///{tmp}/bench.db", migrate=True)
         async with FakeTelegramAPI() as api:
-            settings = {
-                "api_base_url": api.base_url,
-                "mode": "webhook",
-                "webhook_url": "https://bench/telegram/webhook",
-            }
-            telegram = config.channels.telegram.model_copy(update=settings)
-            channel = TelegramChannel(config=telegram, service=app.service, sessions=app.sessions, token=api.token,
-                                      invite_secret=b"k" * 32, secret_token="s")  # fmt: skip
+            settings = TelegramSettings(
+                token=api.token, invite_key=b"k" * 32, mode="webhook", api_base_url=api.base_url,
+                webhook_url="https://bench/telegram/webhook", secret_token="s",
+            )  # fmt: skip
+            channel = TelegramChannel(settings=settings, service=app.service)
             await channel.start()
             try:
                 sem = asyncio.Semaphore(30)
@@ -65,7 +64,7 @@ async def main() -> dict[str, float]:
                 await channel.send(Address(channel="telegram", external_id="777"), [Outbound(text="m")] * 8)
                 one_chat = 8 / (time.perf_counter() - start)
 
-                channel.per_chat_rate = 0
+                channel.transport.pacer = Pacer(per_conversation=0, overall=OVERALL_RATE)
                 add_person(app, "bench", chat_id=555)
                 app.service.start(person_ref="bench", program="customers", now=channel.clock(), channel="telegram")
                 start = time.perf_counter()

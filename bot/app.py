@@ -6,18 +6,29 @@ Everything else receives plain values and objects. Nothing here sends or schedul
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import Config, ProgramConfig
+from bot.config import Config, ProgramConfig, resolve_secret, secret_name
 from bot.engine.script import Limits, Question, Script
 from bot.engine.service import CheckinService
 from memory import db, store
 from memory.changes import ChangeDetector, DetectorSettings
-from memory.embeddings import Embedder, SentenceTransformerEmbedder
+from memory.embeddings import BatchingEmbedder, Embedder, SentenceTransformerEmbedder
+
+if TYPE_CHECKING:
+    from bot.channels.base import Channel
+    from bot.engine.marks import Marks
+    from bot.engine.owners import OwnerCommands
+    from bot.engine.people import People
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -34,8 +45,16 @@ class App:
 
 
 def make_embedder(config: Config) -> Embedder:
+    """The configured backend behind the micro-batching layer that concurrent answers share."""
     e = config.embeddings
-    return SentenceTransformerEmbedder(model=e.model, device=e.device, batch_size=e.batch_size)
+    inner: Embedder
+    if e.backend == "onnx-int8":
+        from memory.embeddings_onnx import OnnxInt8Embedder
+
+        inner = OnnxInt8Embedder(model=e.model, cache_dir=e.cache_dir, batch_size=e.batch_size)
+    else:
+        inner = SentenceTransformerEmbedder(model=e.model, device=e.device, batch_size=e.batch_size)
+    return BatchingEmbedder(inner, max_wait=e.batch_wait_ms / 1000, max_batch=e.batch_size)
 
 
 def make_detector(config: Config, embedder: Embedder) -> ChangeDetector:
@@ -90,3 +109,121 @@ def build(
         clock=clock,
     )
     return App(config=config, engine=engine, sessions=sessions, embedder=embedder, detector=detector, service=service)
+
+
+# Channels ---------------------------------------------------------------------------------------
+#
+# The one place chat channels are built: each from the config, its secrets read from the
+# environment, through the channel's typed keyword-only constructor. The chat SDKs are imported
+# only when a channel is on.
+
+
+def build_channels(app: App) -> tuple[dict[str, Channel], list[str]]:
+    """The configured channels that can run, and one line per channel saying why (or why not)."""
+    from bot.engine.marks import Marks
+    from bot.engine.owners import OwnerCommands
+    from bot.engine.people import People
+
+    parts = _EngineParts(
+        people=People(service=app.service),
+        owners=OwnerCommands(sessions=app.sessions),
+        marks=Marks(app.sessions),
+    )
+    channels: dict[str, Channel] = {}
+    notes: list[str] = []
+    builders: tuple[tuple[str, bool, Callable[[App, _EngineParts], Channel | str]], ...] = (
+        ("telegram", app.config.channels.telegram.enabled, _telegram),
+        ("slack", app.config.channels.slack.enabled, _slack),
+    )
+    for name, enabled, make in builders:
+        if not enabled:
+            log.info("channel disabled in config", extra={"channel": name})
+            notes.append(f"{name}: off (disabled in config: channels.{name}.enabled)")
+            continue
+        built = make(app, parts)
+        if isinstance(built, str):
+            if not built.startswith("set "):
+                log.warning("%s channel off: %s", name, built)
+            notes.append(f"{name}: off — {built}")
+            continue
+        channels[name] = built
+        notes.append(f"{name}: on")
+    if any("terminal" in program.channels for program in app.config.programs.values()):
+        from bot.channels.console import ConsoleChannel
+
+        channels["terminal"] = ConsoleChannel()
+        notes.append("terminal: on (messages are printed; answer with `rapport chat PERSON`)")
+    return channels, notes
+
+
+@dataclass(frozen=True, kw_only=True)
+class _EngineParts:
+    """The engine calls channels use (one of each, shared by every channel)."""
+
+    people: People
+    owners: OwnerCommands
+    marks: Marks
+
+
+def _telegram(app: App, parts: _EngineParts) -> Channel | str:
+    from bot.channels.telegram import SECRET_TOKEN, TelegramChannel, TelegramSettings
+    from bot.channels.telegram.transport import OVERALL_RATE
+    from bot.invites import derive_key
+
+    config = app.config.channels.telegram
+    token = resolve_secret(config.token)
+    if token is None:
+        return f"set {secret_name(config.token)}"
+    secret = resolve_secret(config.secret_token)
+    public_url = app.config.web.public_url
+    webhook_url = config.webhook_url or (public_url.rstrip("/") + "/telegram/webhook" if public_url else None)
+    if config.mode == "webhook":
+        if secret is None:
+            needed = secret_name(config.secret_token) or "channels.telegram.secret_token"
+            return f"webhook mode needs a secret token: set {needed} (channels.telegram.secret_token)"
+        if not SECRET_TOKEN.match(secret):
+            return "channels.telegram.secret_token must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+        if webhook_url is None:
+            return "webhook mode needs channels.telegram.webhook_url or web.public_url"
+    settings = TelegramSettings(
+        token=token, invite_key=derive_key(invite_secret=resolve_secret(config.invite_secret), bot_token=token),
+        mode=config.mode, api_base_url=config.api_base_url, webhook_url=webhook_url, secret_token=secret,
+        overall_rate=app.config.scheduler.rate_per_second.get("telegram", OVERALL_RATE),
+    )  # fmt: skip
+    return TelegramChannel(settings=settings, service=app.service, people=parts.people, marks=parts.marks)
+
+
+def _slack(app: App, parts: _EngineParts) -> Channel | str:
+    from bot.channels.slack import SlackChannel, SlackOAuth
+
+    config = app.config.channels.slack
+    client_id, client_secret = resolve_secret(config.client_id), resolve_secret(config.client_secret)
+    bot_token, app_token = resolve_secret(config.bot_token), resolve_secret(config.app_token)
+    signing_secret = resolve_secret(config.signing_secret)
+    oauth = None
+    if client_id and client_secret:
+        public = app.config.web.public_url
+        oauth = SlackOAuth(
+            client_id=client_id, client_secret=client_secret, engine=app.engine,
+            redirect_uri=f"{public.rstrip('/')}/slack/oauth_redirect" if public else None,
+        )  # fmt: skip
+    elif os.environ.get("SLACK_CLIENT_ID") and os.environ.get("SLACK_CLIENT_SECRET"):
+        # slack-bolt reads these two by itself and would switch to its own install flow with a
+        # file store: Rapport's choice must be explicit in the config.
+        return (
+            "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set but channels.slack.client_id/client_secret do "
+            "not reference them; reference them (several workspaces) or unset them (one workspace)"
+        )
+    elif not bot_token:
+        return f"set {secret_name(config.bot_token)}"
+    if config.mode == "socket" and not app_token:
+        return f"Socket Mode needs {secret_name(config.app_token)} (an xapp- token)"
+    if config.mode == "http" and not signing_secret:
+        return f"HTTP mode needs {secret_name(config.signing_secret)}"
+    return SlackChannel(
+        service=app.service, people=parts.people, owners=parts.owners, marks=parts.marks, bot_token=bot_token,
+        signing_secret=signing_secret, mode=config.mode, app_token=app_token, api_base_url=config.api_base_url,
+        oauth=oauth, pace_seconds=config.pace_seconds,
+        overall_rate=app.config.scheduler.rate_per_second.get("slack", 0.0), max_wait_seconds=config.max_wait_seconds,
+        retries=config.retries, link_every_seconds=config.link_every_minutes * 60.0,
+    )  # fmt: skip

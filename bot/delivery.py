@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 import prompts
 from bot.app import App
 from bot.channels.base import Address, Channel, Outbound
+from bot.engine import people
 from bot.engine.ports import Choice
 from memory import store
 from memory.db import transaction
@@ -255,4 +256,4 @@ class Delivery:
         with transaction(self.app.sessions) as s:
             identity = s.get(ChannelIdentity, identity_id)
             if identity is not None:
-                store.mark_unreachable(s, identity, reason[:200], self.clock())
+                people.mark_unreachable(s, identity, reason, self.clock())

@@ -8,7 +8,6 @@ sent by any process's dispatcher (:class:`bot.digests.DigestDelivery`).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,6 @@ from scheduler.digests import plan_digests
 if TYPE_CHECKING:
     from bot.app import App
 
-log = logging.getLogger(__name__)
 
 #: How often the leader looks for digests that have come due (a cron minute is the finest grain).
 PLAN_SECONDS = 60.0
@@ -33,10 +31,9 @@ def digests_extension(app: App, channels: Mapping[str, Any]) -> RunnerExtension:
     schedule = digest_schedule(app.config)
 
     def plan(now: dt.datetime) -> None:
+        # plan_digests logs "digests planned" itself; saying it here too doubled the line.
         with transaction(app.sessions) as s:
-            planned = plan_digests(s, schedule=schedule, now=now)
-        if planned:
-            log.info("digests planned", extra={"count": len(planned)})
+            plan_digests(s, schedule=schedule, now=now)
 
     job = PeriodicJob(name="digests", seconds=PLAN_SECONDS, run=plan, leader_only=True)
     return RunnerExtension(handlers={"digest": deliver}, jobs=[job])

@@ -19,12 +19,14 @@ import datetime as dt
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,6 +43,7 @@ from memory.models_promises import OwnerIdentity
 from memory.models_scheduler import OutboxContent
 from prompts.split import fit_html
 from scheduler.digests import DigestSchedule
+from scheduler.dispatch import SkipMessage
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +128,29 @@ CSV_COLUMNS = ("person", "name", "program", "old_rating", "new_rating", "delta",
 
 
 def csv_text(d: digests.Digest) -> str:
-    """One row per changed person; every cell neutralised against spreadsheet formulas."""
+    """One row per changed person.
+
+    Text cells are neutralised against spreadsheet formulas; numbers stay numbers (a delta of -4
+    must sort as -4, not as the text "'-4"). Lines end in "\\n": every spreadsheet reads it, and a
+    "\\r" is a control character that terminals and pipes show as garbage.
+    """
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for c in d.changes:
         row = [c.person, c.name, c.program, c.old_rating, c.new_rating, c.delta, c.trajectory, c.old_reason,
                c.new_reason, c.followup_answer, "; ".join(c.themes_appeared),
                "; ".join(c.themes_disappeared)]  # fmt: skip
-        writer.writerow([prompts.neutralise_formula("" if v is None else str(v)) for v in row])
+        writer.writerow([_csv_cell(v) for v in row])
     return out.getvalue()
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return prompts.neutralise_formula(str(value))
 
 
 def render_digest(d: digests.Digest, fmt: Format) -> Rendered:
@@ -170,6 +186,28 @@ def digest_schedule(config: Config) -> DigestSchedule:
         cron=c.cron, channel=c.channel, timezone=c.timezone, on_wave_close=c.on_wave_close, owners=owners,
         programs=programs,
     )  # fmt: skip
+
+
+def wants_empty(config: Config, owner: str) -> bool:
+    """Whether this owner gets "No changes." digests: their own schedule's choice, else the default."""
+    for schedule in config.digests.schedules:
+        if schedule.owner == owner and schedule.send_empty is not None:
+            return schedule.send_empty
+    return config.digests.send_empty
+
+
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9@._+-]+")
+
+
+def digest_file_stem(owner: str, until: dt.datetime, timezone: str = "UTC") -> str:
+    """``digest-lead@example.com-2026-11-30-0800``: whose digest and when, in the digests' zone.
+
+    The owner key comes from the roster, so anything that could leave the folder or confuse a
+    shell ("/", spaces, "..") becomes "-".
+    """
+    local = until.astimezone(ZoneInfo(timezone))
+    safe = _UNSAFE_IN_NAME.sub("-", owner).strip(".-") or "owner"
+    return f"digest-{safe}-{local.strftime('%Y-%m-%d-%H%M')}"
 
 
 def email_message(rendered: Rendered, *, sender: str, to: str) -> EmailMessage:
@@ -282,6 +320,8 @@ class DigestDelivery:
             raise PermanentFailure("digest row without owner/since/until") from None
         channel = message.channel or self.config.digests.channel
         d, owner_row, links = await asyncio.to_thread(self.build, owner, since, until)
+        if d.empty and not wants_empty(self.config, owner):
+            raise SkipMessage("nothing to report (digests.send_empty is off)")
         log.info("digest built", extra={"outbox_id": message.id, "changes": len(d.changes), "channel": channel})
         body: dict[str, Any]
         if channel == "email":
@@ -292,7 +332,7 @@ class DigestDelivery:
             body = {"subject": rendered.subject, "text": rendered.body, "html": rendered.html, "to": owner_row.email,
                     "message_id": make_msgid(domain=domain)}  # fmt: skip
         elif channel == "file":
-            stem = f"digest-{message.owner_id or 'owner'}-{d.until.strftime('%Y%m%dT%H%M')}"
+            stem = digest_file_stem(d.owner, d.until, self.config.digests.timezone)
             body = {"files": {f"{stem}.md": render_digest(d, "markdown").body + "\n",
                               f"{stem}.html": render_digest(d, "html").body + "\n"}}  # fmt: skip
         elif channel in ("slack", "telegram"):

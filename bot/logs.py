@@ -37,8 +37,26 @@ class TextFormatter(logging.Formatter):
         return base
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to stderr as it was when logging was set up, and to the current ``sys.stderr`` once
+    that stream is closed.
+
+    A handler holding a stream that was swapped and closed (a test runner's capture, a CLI
+    runner's buffer) would print "--- Logging error --- I/O operation on closed file" for every
+    later record instead of the record itself.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self.stream, "closed", False):
+            self.stream = sys.stderr  # not setStream: it would flush the closed stream first
+        super().emit(record)
+
+
 def setup(level: str = "INFO", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import importlib
 import inspect
 import logging
 import os
@@ -28,9 +27,9 @@ from aiohttp import web
 from sqlalchemy import text
 
 from bot import digest_runner
-from bot.app import App
+from bot.app import App, build_channels
 from bot.channels.base import Channel
-from bot.config import Config, resolve_secret, secret_name
+from bot.config import Config
 from bot.delivery import Delivery
 from bot.extensions import PeriodicJob, RunnerExtension
 from bot.web import make_web_app
@@ -73,6 +72,7 @@ def schedules_from_config(config: Config) -> dict[str, ProgramSchedule]:
             reminders=cadence.reminders,
             window=Window.parse(start=window.start, end=window.end, days=window.days, holidays=window.holidays),
             channels=tuple(program.channels),
+            contact_gap=dt.timedelta(days=config.scheduler.contact_gap_days),
         )
     return out
 
@@ -90,45 +90,9 @@ def dispatch_settings(config: Config) -> DispatchSettings:
 
 
 def load_channels(app: App) -> tuple[dict[str, Channel], list[str]]:
-    """The configured chat channels that can run, and one line per channel saying why not."""
-    channels: dict[str, Channel] = {}
-    notes: list[str] = []
-    telegram, slack = app.config.channels.telegram, app.config.channels.slack
-    # A channel is worth loading when its credentials are in the environment. Slack can also run
-    # with only an OAuth app (client id and secret): workspaces then install it themselves.
-    slack_oauth = bool(resolve_secret(slack.client_id) and resolve_secret(slack.client_secret))
-    specs = (
-        ("telegram", "bot.channels.telegram", "TelegramChannel", telegram.enabled,
-         resolve_secret(telegram.token) is not None, secret_name(telegram.token)),
-        ("slack", "bot.channels.slack", "SlackChannel", slack.enabled,
-         resolve_secret(slack.bot_token) is not None or slack_oauth, secret_name(slack.bot_token)),
-    )  # fmt: skip
-    for name, module_name, class_name, enabled, configured, needed in specs:
-        if not enabled:
-            notes.append(f"{name}: off (disabled in config: channels.{name}.enabled)")
-            continue
-        if not configured:
-            notes.append(f"{name}: off — set {needed}")
-            continue
-        try:
-            module = importlib.import_module(module_name)
-            factory = getattr(module, class_name)
-        except (ImportError, AttributeError):
-            log.warning("channel adapter not available in this build", extra={"channel": name})
-            notes.append(f"{name}: off (adapter {module_name}.{class_name} is not available)")
-            continue
-        channel = factory.from_app(app)
-        if channel is None:
-            notes.append(f"{name}: off (see the warning above)")
-            continue
-        channels[name] = channel
-        notes.append(f"{name}: on")
-    if any("terminal" in program.channels for program in app.config.programs.values()):
-        from bot.channels.console import ConsoleChannel
-
-        channels["terminal"] = ConsoleChannel()
-        notes.append("terminal: on (messages are printed; answer with `rapport chat PERSON`)")
-    return channels, notes
+    """The configured chat channels that can run, and one line per channel saying why not
+    (built in the composition root, ``bot.app.build_channels``)."""
+    return build_channels(app)
 
 
 def worker_name() -> str:

@@ -340,3 +340,43 @@ def attributed_texts(s: Session, *, program: str, since: dt.datetime, until: dt.
                 embeddings.append(None)
     return TextSet(label=f"{since.date().isoformat()}..{until.date().isoformat()}", texts=tuple(texts),
                    embeddings=tuple(embeddings))  # fmt: skip
+
+
+def _stack(texts: Sequence[str], blobs: Sequence[bytes | None], encode: Callable[[Sequence[str]], NDArray[np.float32]]
+           ) -> NDArray[np.float32]:  # fmt: skip
+    missing = [i for i, b in enumerate(blobs) if b is None]
+    fresh = encode([texts[i] for i in missing]) if missing else None
+    rows = []
+    j = 0
+    for b in blobs:
+        if b is None:
+            assert fresh is not None
+            rows.append(fresh[j])
+            j += 1
+        else:
+            rows.append(from_bytes(b))
+    return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, 384), dtype=np.float32)
+
+
+def program_themes(
+    s: Session,
+    *,
+    program: str,
+    since: dt.datetime,
+    until: dt.datetime,
+    encode: Callable[[Sequence[str]], NDArray[np.float32]],
+    max_k: int = 6,
+) -> list[Theme]:
+    """Themes of an attributed program's reasons and follow-up answers in ``[since, until)``,
+    with the change against the period of the same length before it.
+
+    Anonymous programs get their themes from :func:`aggregate` (per closed wave,
+    k-anonymous); asking here raises ``SliceRefused``.
+    """
+    now = attributed_texts(s, program=program, since=since, until=until)
+    before = attributed_texts(s, program=program, since=since - (until - since), until=since)
+    if not now.texts:
+        return []
+    vectors = _stack(now.texts, now.embeddings, encode)
+    previous = (before.texts, _stack(before.texts, before.embeddings, encode)) if before.texts else None
+    return cluster_themes(now.texts, vectors, previous=previous, max_k=max_k)

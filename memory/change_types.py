@@ -153,8 +153,8 @@ def clean(text: str) -> str:
 
 
 def theme_words(text: str, limit: int) -> str:
-    """A clause as the follow-up names it: its own words, lower-cased first letter, no full stop."""
-    words = excerpt(text, limit)
-    if len(words) > 1 and words[0].isupper() and not words[1].isupper() and not words.startswith("I "):
-        words = words[0].lower() + words[1:]
-    return words.rstrip(".!?")
+    """A clause as the follow-up names it: the person's own words, as written, without the full stop.
+
+    It is shown in quotation marks as theirs, so its case is theirs too ("It's fine", not "it's fine").
+    """
+    return excerpt(text, limit).rstrip(".!?")

@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from memory import anonymity
 from memory.changes import excerpt
+from memory.digest_rows import CheckinRow, LastFollowUp, checkin_rows, last_followups, load_reasons, rating_series
 from memory.errors import NotFound
-from memory.models import Checkin, Enrollment, Outcome, Owner, Person, Program, Promise
+from memory.models import Enrollment, Outcome, Owner, Person, Program, Promise
 from memory.stories import themes_in, trajectory
 
 
@@ -101,16 +102,6 @@ class Digest:
         return not (self.changes or self.outcomes or self.due or self.silent or self.aggregates)
 
 
-def _rating(c: Checkin) -> int | None:
-    a = next((a for a in c.answers if a.kind == "rating" and not a.skipped and a.rating is not None), None)
-    return a.rating if a else None
-
-
-def _reason(c: Checkin) -> str | None:
-    a = next((a for a in c.answers if a.kind == "text" and not a.skipped and a.text), None)
-    return a.text if a else None
-
-
 def _in(when: dt.datetime | None, since: dt.datetime, until: dt.datetime) -> bool:
     return when is not None and since <= when < until
 
@@ -128,7 +119,7 @@ def build_digest(
     owner_row = s.scalar(select(Owner).where(Owner.key == owner))
     if owner_row is None:
         raise NotFound("owner", owner)
-    people = list(s.scalars(select(Person).where(Person.owner_id == owner_row.id)))
+    people = s.execute(select(Person.id, Person.key, Person.name).where(Person.owner_id == owner_row.id)).all()
     names = {p.id: p.name or p.key for p in people}
     keys = {p.id: p.key for p in people}
 
@@ -136,7 +127,8 @@ def build_digest(
     promises = list(
         s.scalars(
             select(Promise)
-            .where(Promise.person_id.in_(list(names)) if names else Promise.id < 0)
+            .join(Person, Promise.person_id == Person.id)
+            .where(Person.owner_id == owner_row.id)
             .options(selectinload(Promise.outcomes))
             .order_by(Promise.due_at, Promise.id)
         )
@@ -158,28 +150,42 @@ def build_digest(
         if p.status == "open" and p.due_at is not None and p.due_at < until
     ]
 
-    changes: list[PersonChange] = []
     silent: list[Silent] = []
-    checkins = anonymity.visible_checkins(s, person_ids=list(names))
-    series: dict[tuple[int, int], list[Checkin]] = {}
-    for c in checkins:
+    series: dict[tuple[int, str], list[CheckinRow]] = {}
+    for c in checkin_rows(s, list(names), since, until):
         if c.status == "completed":
-            series.setdefault((c.person_id, c.program_id), []).append(c)
+            series.setdefault((c.person_id, c.program), []).append(c)
         elif c.status in ("invited", "in_progress") and c.started_at < until:
             silent.append(_silent(c, keys, names, "open"))
         elif c.status == "expired" and _in(c.expires_at or c.updated_at, since, until):
             silent.append(_silent(c, keys, names, "expired"))
-    for (person_id, _), done in series.items():
+    followups = last_followups(s, list(names), since, until)
+    moves = []
+    for done in series.values():
         done.sort(key=lambda c: (c.completed_at or c.started_at, c.id))
-        for i, c in enumerate(done):
-            if not _in(c.completed_at, since, until):
-                continue
-            earlier = [e for e in done[:i] if _rating(e) is not None or _reason(e) is not None]
-            before = earlier[-1] if earlier else None
-            change = _change(c, before, done[: i + 1], keys, names, threshold, quote_chars, broken.get(person_id, 0))
-            if change is not None:
-                changes.append(change)
-    changes.sort(key=lambda ch: (-ch.importance, ch.name))
+        move = _movement(done, since, until)
+        if move is not None:
+            moves.append(move)
+    # Only the people who moved (or were asked what changed) get their words and history read.
+    moved = []
+    for before, last, upto in moves:
+        fu = next(
+            (followups[c.id] for c in reversed(upto) if c.id in followups and _in(c.completed_at, since, until)), None
+        )
+        old = before.rating if before is not None else None
+        if fu is not None or (last.rating is not None and old is not None and abs(last.rating - old) >= threshold):
+            moved.append((before, last, fu))
+    load_reasons(s, [c for before, last, _ in moved for c in (before, last) if c is not None])
+    history = rating_series(s, [last.person_id for _, last, _ in moved], until)
+    # One entry per person: their movement over the period (the most important one when they
+    # moved in several programs), never one entry per check-in.
+    best: dict[int, PersonChange] = {}
+    for before, last, fu in moved:
+        ratings = history.get((last.person_id, last.program), [])
+        change = _change(last, before, ratings, fu, keys, names, threshold, quote_chars, broken.get(last.person_id, 0))
+        if change is not None and (last.person_id not in best or change.importance > best[last.person_id].importance):
+            best[last.person_id] = change
+    changes = sorted(best.values(), key=lambda ch: (-ch.importance, ch.name))
     silent.sort(key=lambda x: (x.status != "expired", x.name))
 
     aggregates = []
@@ -214,6 +220,18 @@ def build_digest(
     return _with_summary(digest)
 
 
+def _movement(
+    done: Sequence[CheckinRow], since: dt.datetime, until: dt.datetime
+) -> tuple[CheckinRow | None, CheckinRow, list[CheckinRow]] | None:
+    """(the last answered check-in before the period, the last one in it, every one up to it)."""
+    inside = [i for i, c in enumerate(done) if _in(c.completed_at, since, until)]
+    if not inside:
+        return None
+    first, last = inside[0], inside[-1]
+    earlier = [e for e in done[:first] if e.rating is not None or e.has_reason]
+    return (earlier[-1] if earlier else None), done[last], list(done[: last + 1])
+
+
 def _promise_item(
     p: Promise, keys: dict[int, str], names: dict[int, str], until: dt.datetime, outcome: Outcome | None
 ) -> PromiseItem:
@@ -230,43 +248,42 @@ def _promise_item(
     )
 
 
-def _silent(c: Checkin, keys: dict[int, str], names: dict[int, str], status: str) -> Silent:
+def _silent(c: CheckinRow, keys: dict[int, str], names: dict[int, str], status: str) -> Silent:
     return Silent(
         person=keys.get(c.person_id, ""),
         name=names.get(c.person_id, ""),
-        program=c.program.name,
+        program=c.program,
         status=status,
         invited_at=c.started_at,
     )
 
 
 def _change(
-    c: Checkin,
-    before: Checkin | None,
-    done: Sequence[Checkin],
+    c: CheckinRow,
+    before: CheckinRow | None,
+    ratings: Sequence[int],
+    followup: LastFollowUp | None,
     keys: dict[int, str],
     names: dict[int, str],
     threshold: int,
     quote_chars: int,
     broken: int,
 ) -> PersonChange | None:
-    new_rating, old_rating = _rating(c), (_rating(before) if before is not None else None)
+    new_rating, old_rating = c.rating, (before.rating if before is not None else None)
     delta = new_rating - old_rating if new_rating is not None and old_rating is not None else None
-    followup = c.followups[-1] if c.followups else None
     view_changed = followup is not None
     if not (view_changed or (delta is not None and abs(delta) >= threshold)):
         return None
-    reasons = list(followup.reasons) if followup is not None else []
-    old_reason = _reason(before) if before is not None else None
-    new_reason = _reason(c)
-    answer = followup.answer_text if followup is not None and not followup.skipped else None
-    ratings = [r for r in (_rating(d) for d in done) if r is not None]
+    reasons = followup.reasons if followup is not None else []
+    old_reason = before.reason if before is not None else None
+    new_reason = c.reason
+    answer = followup.answer if followup is not None else None
     importance = (abs(delta) * (1.5 if delta < 0 else 1.0) if delta else 0.0) + (2.0 if view_changed else 0.0)
     importance += (1.0 if answer else 0.0) + 3.0 * broken
     return PersonChange(
         person=keys.get(c.person_id, ""),
         name=names.get(c.person_id, ""),
-        program=c.program.name,
+        program=c.program,
         at=c.completed_at or c.started_at,
         old_rating=old_rating,
         new_rating=new_rating,
@@ -309,6 +326,14 @@ def _with_summary(d: Digest) -> Digest:
         parts.append(_plural(len(d.aggregates), "anonymous wave") + " closed")
     summary = "; ".join(parts) + "." if parts else "No changes."
     return Digest(
-        owner=d.owner, owner_name=d.owner_name, since=d.since, until=d.until, summary=summary[0].upper() + summary[1:],
-        changes=d.changes, outcomes=d.outcomes, due=d.due, silent=d.silent, aggregates=d.aggregates,
-    )  # fmt: skip
+        owner=d.owner,
+        owner_name=d.owner_name,
+        since=d.since,
+        until=d.until,
+        summary=summary[0].upper() + summary[1:],
+        changes=d.changes,
+        outcomes=d.outcomes,
+        due=d.due,
+        silent=d.silent,
+        aggregates=d.aggregates,
+    )

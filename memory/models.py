@@ -95,7 +95,7 @@ class Person(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"), index=True)
     # Set when the person said "stop". Honoured by every channel and the scheduler until the
     # person themselves resumes.
     opted_out_at: Mapped[dt.datetime | None]

@@ -5,6 +5,10 @@ check-in that starts after it was made. Due promises are asked about at the pers
 check-in in an attributed program (``bot.engine.promises``); the answer becomes an
 :class:`~memory.models.Outcome` and sets the promise's status.
 
+An owner can correct a promise (:func:`edit_promise`), close one that no longer applies
+(:func:`close_promise`: status ``closed``, never asked about, not judged) or record its outcome
+themselves (:func:`mark_promise`). A due date is never before the promise was made.
+
 Per owner, :func:`owner_stats` counts kept, partly kept, broken, open and overdue promises. The
 kept rate is kept / (kept + partly + broken): a promise counts once the person has judged it.
 """
@@ -22,7 +26,9 @@ from memory.errors import RapportError
 from memory.models import Outcome, Owner, Person, Promise
 
 VERDICT_STATUS = {"yes": "kept", "partly": "partly", "no": "broken"}
-STATUSES = ("open", "kept", "partly", "broken")
+#: An owner marks a promise by its status; the person's verdict is the same record.
+STATUS_VERDICT = {status: verdict for verdict, status in VERDICT_STATUS.items()}
+STATUSES = ("open", "kept", "partly", "broken", "closed")
 
 
 class EmptyPromise(RapportError):
@@ -30,6 +36,37 @@ class EmptyPromise(RapportError):
 
     def __init__(self) -> None:
         super().__init__("a promise needs a text")
+
+
+class DueBeforeMade(RapportError):
+    """A due date before the promise was made would make it overdue the moment it is recorded."""
+
+    def __init__(self, *, due_at: dt.datetime, made_at: dt.datetime) -> None:
+        self.due_at, self.made_at = due_at, made_at
+        super().__init__(
+            f"the due date {due_at.date().isoformat()} is before the promise was made ({made_at.date().isoformat()})"
+        )
+
+
+class PromiseNotOpen(RapportError):
+    """Only an open promise can be edited or closed."""
+
+    def __init__(self, promise: Promise) -> None:
+        self.promise_id, self.status = promise.id, promise.status
+        super().__init__(f"promise {promise.id} is {promise.status}, not open")
+
+
+def _clean_text(text: str) -> str:
+    text = " ".join(text.split())
+    if not text:
+        raise EmptyPromise()
+    return text
+
+
+def _check_due(due_at: dt.datetime | None, made_at: dt.datetime) -> None:
+    # Compared by calendar day: "due today" is fine, "due yesterday" is a typo.
+    if due_at is not None and due_at.date() < made_at.date():
+        raise DueBeforeMade(due_at=due_at, made_at=made_at)
 
 
 def add_promise(
@@ -43,9 +80,8 @@ def add_promise(
     program_id: int | None = None,
     source: str = "cli",
 ) -> Promise:
-    text = " ".join(text.split())
-    if not text:
-        raise EmptyPromise()
+    text = _clean_text(text)
+    _check_due(due_at, now)
     promise = Promise(
         person_id=person.id,
         owner_id=owner.id if owner is not None else (person.owner_id),
@@ -87,6 +123,41 @@ def record_outcome(
     promise.status = VERDICT_STATUS[verdict]
     s.flush()
     return outcome
+
+
+def edit_promise(
+    s: Session, *, promise: Promise, text: str | None = None, due_at: dt.datetime | None = None, clear_due: bool = False
+) -> Promise:
+    """Correct an open promise's words or due date (``clear_due`` removes the date). The same rules
+    as :func:`add_promise`: whitespace is collapsed, empty words are refused, and a due date
+    cannot come before the promise was made."""
+    if promise.status != "open":
+        raise PromiseNotOpen(promise)
+    if text is not None:
+        promise.text = _clean_text(text)
+    if clear_due:
+        promise.due_at = None
+    elif due_at is not None:
+        _check_due(due_at, promise.made_at)
+        promise.due_at = due_at
+    s.flush()
+    return promise
+
+
+def close_promise(s: Session, *, promise: Promise) -> Promise:
+    """Close an open promise that no longer applies: it is never asked about and never judged."""
+    if promise.status != "open":
+        raise PromiseNotOpen(promise)
+    promise.status = "closed"
+    s.flush()
+    return promise
+
+
+def mark_promise(s: Session, *, promise: Promise, status: str, comment: str | None, now: dt.datetime) -> Outcome:
+    """The owner records the outcome (kept, partly or broken), as a person's verdict would."""
+    if status not in STATUS_VERDICT:
+        raise ValueError(f"unknown outcome {status!r}")
+    return record_outcome(s, promise=promise, verdict=STATUS_VERDICT[status], comment=comment, now=now, checkin_id=None)
 
 
 def is_overdue(promise: Promise, now: dt.datetime) -> bool:
@@ -164,32 +235,14 @@ def get_promise(s: Session, promise_id: int) -> Promise | None:
     return s.scalar(select(Promise).where(Promise.id == promise_id).options(selectinload(Promise.outcomes)))
 
 
-def edit_promise(
-    s: Session, *, promise: Promise, text: str | None = None, due_at: dt.datetime | None = None, clear_due: bool = False
-) -> Promise:
-    """Change a promise's words and/or due date (``clear_due`` removes the date). The same rule
-    as :func:`add_promise`: whitespace is collapsed and empty words are refused."""
-    if text is not None:
-        text = " ".join(text.split())
-        if not text:
-            raise EmptyPromise()
-        promise.text = text
-    if clear_due:
-        promise.due_at = None
-    elif due_at is not None:
-        promise.due_at = due_at
-    s.flush()
-    return promise
-
-
-def set_status(s: Session, *, promise: Promise, status: str) -> Promise:
-    """The owner closes a promise as kept, partly kept or broken, or reopens it.
-
-    This records the owner's judgement in the status only; the person's own verdict, asked at
-    their next check-in, stays an :class:`Outcome` and still overrides it (``record_outcome``).
-    """
+def set_status(s: Session, *, promise: Promise, status: str, now: dt.datetime) -> Promise:
+    """The owner marks a promise kept, partly kept or broken (:func:`mark_promise`, the same rule
+    as ``rapport promise mark``), or reopens it."""
     if status not in OWNER_STATUSES:
         raise UnknownStatus(status)
-    promise.status = status
-    s.flush()
+    if status == "open":
+        promise.status = "open"
+        s.flush()
+    else:
+        mark_promise(s, promise=promise, status=status, comment=None, now=now)
     return promise

@@ -29,8 +29,15 @@ TEMPLATES = Path(__file__).parent
 Markup = Literal["plain", "telegram_html", "slack_mrkdwn", "html", "markdown"]
 MARKUPS: tuple[Markup, ...] = ("plain", "telegram_html", "slack_mrkdwn", "html", "markdown")
 
-# ">" is left to html.escape below: a backslash before its entity would show as "\&gt;".
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# Characters that are markup anywhere in a CommonMark/GFM line: emphasis, code, links, images,
+# table cells and strikethrough. "<", ">" and "&" (raw HTML, quotes, entities) become entities.
+# Everything else (".", "-", "(", "@") is only markup in a few places and is left as typed.
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~])")
+# At the start of a line a few more characters open a block: a heading (#), a list
+# item ("- ", "+ ", "1. ", "1) "), a setext underline or rule (= or -). Templates never put a
+# value at the start of a line, so only the lines a value itself begins (after a newline) count;
+# "(-4)" and "-4 points" mid-line stay as typed.
+_MD_LINE_START = re.compile(r"(?<=\n)([ \t]*)(#|[-+=]|\d+[.)])")
 # C0 controls but tab and newline, DEL, C1 controls, and the bidi embeddings/overrides/isolates.
 _ACTIVE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # Slack mrkdwn has no escape for its markers. It formats *bold*, _italic_, ~strike~ and `code`
@@ -78,7 +85,16 @@ def escape_html(text: str) -> str:
 
 
 def escape_markdown(text: str) -> str:
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", inert(text)), quote=False)
+    """Escape what Markdown would read as markup, and no more (``alex@example.com`` stays as is)."""
+    escaped = _MD_INLINE.sub(r"\\\1", inert(text))
+    escaped = _MD_LINE_START.sub(_escape_line_start, escaped)
+    return html.escape(escaped, quote=False)
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    lead, mark = match.group(1), match.group(2)
+    # "1. item" is a list only with its full stop: escaping the stop leaves the number as typed.
+    return f"{lead}{mark[:-1]}\\{mark[-1]}" if mark[0].isdigit() else f"{lead}\\{mark}"
 
 
 ESCAPERS: dict[str, Callable[[str], str]] = {

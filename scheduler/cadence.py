@@ -7,8 +7,9 @@ person has a stable slot inside the period, from a hash of program and person ke
 people enrolled on one day spread evenly over the six months, a restart or a second process
 computes the same slots, and a person enrolled mid-cycle gets the next occurrence of their slot.
 A person with earlier check-ins (imported history) continues their own rhythm instead: one
-period after their last check-in. The slot is stored as ``Enrollment.anchor_at``; due dates are
-``anchor + k periods``. The wave of a staggered check-in is the period it falls in.
+period after their last check-in, or at once when that is already past (overdue). The slot is
+stored as ``Enrollment.anchor_at``; due dates are ``anchor + k periods``. The wave of a
+staggered check-in is the period it falls in.
 
 *Fixed* (``cron: "0 10 1-7 1,4,7,10 mon"``): APScheduler's ``CronTrigger`` computes fire times
 in the cadence's time zone; each fire time opens a wave that everyone enrolled joins.
@@ -105,15 +106,13 @@ def first_anchor(
 ) -> dt.datetime:
     """A person's first due date in a staggered program.
 
-    With earlier check-ins, one period after the last one, unless that is already past (then the
-    slot rule applies, so a long-silent person is not contacted the minute they are enrolled
-    unless their slot says so). Otherwise the next occurrence of their slot at or after
-    enrolment.
+    With earlier check-ins, one period after the last one; if that is already past, the person
+    is overdue and due at once, so the planner invites them at the next good moment (their send
+    window), not at their slot up to a whole period later. Their rhythm then continues from
+    there. Without check-ins, the next occurrence of their slot at or after enrolment.
     """
     if last_checkin_at is not None:
-        follow = period.add(last_checkin_at, 1)
-        if follow >= enrolled_at:
-            return follow
+        return max(period.add(last_checkin_at, 1), enrolled_at)
     fraction = spread(program, person_key)
     index = period.index(enrolled_at)
     anchor = slot_in(period, index, fraction)

@@ -20,7 +20,8 @@ Nothing lost, nothing twice:
 * **Retry with backoff.** ``RetryLater`` (429, 5xx, timeouts) puts the row back with
   ``not_before`` after ``retry_after`` when the API said so, else exponential backoff with jitter,
   up to ``max_attempts``. ``PermanentFailure`` marks it ``failed``, ``Unreachable`` marks it
-  ``skipped``, both with the reason.
+  ``skipped``, both with the reason. ``DeliveryUnknown`` (the platform took the request and did
+  not answer in time) marks it ``unknown``: it may have arrived, so it is never sent again.
 * **Pacing is the channel's.** Each channel transport keeps its platform's rate; the dispatcher
   hands rows over ``concurrency`` at a time and honours ``retry_after``.
 * **A decent hour, even late.** A row is checked against the person's send window when it is
@@ -42,7 +43,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.db import transaction
-from memory.errors import DeliveryError, PermanentFailure, RapportError, RetryLater, Unreachable
+from memory.errors import DeliveryError, DeliveryUnknown, PermanentFailure, RapportError, RetryLater, Unreachable
 from memory.models import Checkin, OutboxMessage
 from memory.models_scheduler import OutboxSend
 from scheduler.claims import set_aside, take_back
@@ -97,10 +98,11 @@ class DispatchReport:
     skipped: int = 0
     deferred: int = 0
     released: int = 0
+    unknown: int = 0
 
     @property
     def handled(self) -> int:
-        return self.sent + self.retried + self.failed + self.skipped + self.deferred + self.released
+        return self.sent + self.retried + self.failed + self.skipped + self.deferred + self.released + self.unknown
 
 
 class Dispatcher:
@@ -233,6 +235,12 @@ class Dispatcher:
             report.skipped += 1
         except NotNow as exc:
             report.deferred += await asyncio.to_thread(self._retry, row, exc.reason, exc.retry_after, False)
+        except DeliveryUnknown as exc:
+            # The platform took the request and never answered: the message may have arrived.
+            # Sending it again could deliver it twice, so it is recorded, not retried; the
+            # check-in it opened stays open and its reminder follows as usual.
+            await asyncio.to_thread(self._finish, row, "unknown", exc.reason)
+            report.unknown += 1
         except RetryLater as exc:
             report.retried += await asyncio.to_thread(self._retry, row, exc.reason, exc.retry_after)
         except TimeoutError:

@@ -33,7 +33,9 @@ from memory.db import transaction
 from memory.models import OPEN_STATUSES, ChannelIdentity, Checkin, Enrollment, OutboxMessage, Person, Program, Wave
 from memory.models_scheduler import Absence
 from scheduler.cadence import cron_trigger, cron_wave_key, first_anchor, latest_due, latest_fire
+from scheduler.frequency import HELD_BACK, earliest_allowed
 from scheduler.plans import ProgramSchedule, outbox_key
+from scheduler.waves import closed_early
 from scheduler.windows import Away, next_open, zone
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class TickReport:
     unreachable: int = 0
     no_window: int = 0
     answered_recently: int = 0
+    # Delayed or skipped by the contact limit across programs (scheduler.frequency).
+    held_back: int = 0
     # Not invited: an invitation of the same program from another wave is still waiting to go out.
     already_invited: int = 0
 
@@ -175,7 +179,7 @@ class Planner:
                 .order_by(Checkin.started_at)
             ):
                 last[person_id] = started_at
-        due: list[tuple[Person, dt.datetime, dt.datetime, str]] = []
+        due: list[tuple[Person, dt.datetime, dt.datetime, int]] = []
         for enrollment, person in enrolled:
             if enrollment.anchor_at is None:
                 enrollment.anchor_at = first_anchor(
@@ -183,19 +187,24 @@ class Planner:
                     enrolled_at=enrollment.enrolled_at, last_checkin_at=last.get(person.id),
                 )  # fmt: skip
             when = latest_due(enrollment.anchor_at, period, now)
-            if when is None or now >= when + program.open_for:
-                continue  # not yet, or this cycle's window passed while nobody was running
-            due.append((person, when, when + program.open_for, period.wave_key(period.index(when))))
-        waves: dict[str, Wave] = {}
-        for _, when, _, key in due:
-            if key not in waves:
-                index = period.index(when)
-                waves[key] = self._wave(
-                    s, row, key=key, kind="staggered", opens_at=period.start(index),
+            if when is None:
+                continue  # not yet
+            index, closes = period.index(when), when + program.open_for
+            if now >= closes:
+                # This cycle's slot passed while nobody was running: the person is overdue and is
+                # invited at the next good moment (their window), not a whole period later. The
+                # slot's wave (its period) keeps it to one invitation per cycle.
+                when, closes = now, now + program.open_for
+            due.append((person, when, closes, index))
+        waves: dict[int, Wave] = {}
+        for _, _, _, index in due:
+            if index not in waves:
+                waves[index] = self._wave(
+                    s, row, key=period.wave_key(index), kind="staggered", opens_at=period.start(index),
                     closes_at=period.start(index + 1) + program.open_for, now=now, report=report,
                 )  # fmt: skip
         self._invite_many(
-            s, program, [(p, waves[k], when, closes) for p, when, closes, k in due], now=now, report=report
+            s, program, [(p, waves[i], when, closes) for p, when, closes, i in due], now=now, report=report
         )
         return report
 
@@ -282,6 +291,8 @@ class Planner:
         report: TickReport,
         scheduled: bool = True,
     ) -> None:
+        # A wave an operator closed or cancelled (`rapport wave close`) takes nobody new.
+        batch = [item for item in batch if not closed_early(item[1])]
         if not batch:
             return
         wave_ids = {w.id for _, w, _, _ in batch}
@@ -323,6 +334,12 @@ class Planner:
                 if done_at is not None:
                     last_done[person_id] = done_at
         people = load_people(s, ids, now.date())
+        # Manual waves are an operator's explicit decision; only scheduled ones are held back.
+        allowed = (
+            earliest_allowed(s, person_ids=ids, program_id=program_id, gap=program.contact_gap, now=now)
+            if scheduled
+            else {}
+        )
         for person, wave, due, closes in todo:
             if person.id in busy:
                 continue
@@ -334,7 +351,15 @@ class Planner:
             if person.id in invited:
                 report.already_invited += 1
                 continue
-            self._invite(s, program, person, wave, due, closes, people, now, report)
+            note = None
+            if person.id in allowed and allowed[person.id] > due:
+                # The contact limit across programs: wait for the gap, inside this wave, or skip.
+                report.held_back += 1
+                if allowed[person.id] >= closes:
+                    self._record_skip(s, program, person, wave, due, closes, HELD_BACK, now)
+                    continue
+                due, note = allowed[person.id], HELD_BACK
+            self._invite(s, program, person, wave, due, closes, people, now, report, note=note)
 
     @staticmethod
     def _invited_elsewhere(
@@ -422,9 +447,12 @@ class Planner:
         people: _People,
         now: dt.datetime,
         report: TickReport,
+        *,
+        note: str | None = None,
     ) -> None:
         channel = pick_channel(program, people.channels.get(person.id, []))
-        status, reason, not_before = "pending", None, due
+        # A pending row carries the note (why it waits) where a skipped one carries its reason.
+        status, reason, not_before = "pending", note, due
         if person.opted_out_at is not None:
             status, reason = "skipped", OPTED_OUT
             report.opted_out += 1

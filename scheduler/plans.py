@@ -24,6 +24,9 @@ class ProgramSchedule:
     window: Window = field(default_factory=Window)
     # Channels in order of preference; a person is reachable if they have one of them.
     channels: tuple[str, ...] = ("slack", "telegram")
+    # Least time between two invitations to one person from different programs (0: no limit);
+    # see scheduler.frequency.
+    contact_gap: dt.timedelta = dt.timedelta(0)
 
     def __post_init__(self) -> None:
         if (self.period is None) == (self.cron is None):

@@ -177,9 +177,9 @@ def test_cli_errors(tmp_path: Path, db_url: str) -> None:
     result = runner.invoke(cli, ["--config", str(config), "wave", "start", "pulse", "--people", "ghost"])
     assert result.exit_code == 2
     assert "unknown people: ghost" in result.output
-    result = runner.invoke(cli, ["--config", str(config), "away", "ghost", "2026-06-10", "2026-06-01"])
+    result = runner.invoke(cli, ["--config", str(config), "away", "add", "ghost", "2026-06-10", "2026-06-01"])
     assert result.exit_code == 2
-    assert "before the first" in result.output
+    assert "LAST (2026-06-01) is before FIRST (2026-06-10)" in result.output
 
 
 @pytest.mark.slow

@@ -1,7 +1,11 @@
 """What every channel adapter shares: the engine's ports and the adapter protocol.
 
 An adapter is thin. Inbound, it translates an update or event into :class:`Inbound`, hands it to
-``CheckinService.handle`` (in a worker thread, via ``asyncio.to_thread``) and sends the replies.
+``CheckinService.handle`` (in a worker thread, via ``asyncio.to_thread``) and sends the replies;
+the few payloads that are not a person's answer (an invite link, a blocked bot, a stop button, an
+owner's form) go to the engine calls passed to its constructor (``bot.engine.people.People``,
+``bot.engine.owners.OwnerCommands``), and what other processes must see goes to
+``bot.engine.marks.Marks``. Adapters never open a transaction themselves.
 Outbound, ``send`` delivers rendered messages to one address and raises a
 ``memory.errors.DeliveryError`` subclass when it cannot: ``RetryLater`` (429/5xx/network, with
 ``retry_after``), ``Unreachable`` (blocked, account gone) or ``PermanentFailure``.

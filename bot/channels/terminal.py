@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 
+from bot.engine.people import People
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.service import CheckinService
 
@@ -31,8 +32,10 @@ class TerminalChat:
         clock: Callable[[], dt.datetime],
         write: Callable[[str], None],
         bot_prefix: str = "",
+        people: People | None = None,
     ) -> None:
         self.service = service
+        self.people = people or People(service=service)
         self.person = person
         self.program = program
         self.clock = clock
@@ -61,12 +64,7 @@ class TerminalChat:
         self._show(self.service.handle(inbound, markup="plain"))
 
     def is_open(self) -> bool:
-        from memory.db import transaction
-        from memory.models import OPEN_STATUSES, Checkin
-
-        with transaction(self.service.sessions) as s:
-            checkin = s.get(Checkin, self.checkin_id)
-            return checkin is not None and checkin.status in OPEN_STATUSES
+        return self.people.checkin_open(self.checkin_id)
 
     def run(self, lines: Iterator[str]) -> bool:
         """Feed answers until the check-in closes or input ends. True if it closed."""

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import sys
 
-from bot.cli import compare, core, invite, owner, people, privacy, promise, run, slack, status, story, wave  # noqa: F401  (register commands)
+from bot.cli import (  # noqa: F401  (register commands)
+    browse,
+    compare,
+    core,
+    invite,
+    owner,
+    people,
+    privacy,
+    promise,
+    run,
+    slack,
+    status,
+    story,
+    wave,
+)
 from bot.cli._app import app
 
 

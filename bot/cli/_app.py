@@ -54,6 +54,10 @@ def root(
     ctx.obj = Globals(config_path=config, database_url=database)
 
 
+def config_path(ctx: typer.Context) -> Path:
+    return _globals(ctx).config_path
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -99,19 +103,27 @@ def build_app(ctx: typer.Context, config: Config | None = None, *, create: bool 
         fail(str(exc), 2)
 
 
-def parse_at(value: str | None) -> dt.datetime | None:
-    """An ISO-8601 moment for ``--at``; a date alone means noon UTC that day."""
+def parse_at(value: str | None, option: str = "--at") -> dt.datetime | None:
+    """An ISO-8601 moment for ``option`` (named in the error); a date alone means noon UTC that day."""
     if value is None:
         return None
     try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        fail(f"--at {value!r} is not an ISO-8601 date or time (e.g. 2026-03-01 or 2026-03-01T10:00:00+01:00)", 2)
-    if len(value) == 10:
+        fail(f"{option} {value!r} is not a date or time; write 2026-03-01 or 2026-03-01T10:00+01:00", 2)
+    if len(value.strip()) == 10:
         when = when.replace(hour=12)
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.astimezone(dt.UTC)
+
+
+def parse_day(value: str, option: str) -> dt.date:
+    """A calendar day (YYYY-MM-DD) for ``option``, named in the error."""
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        fail(f"{option} {value!r} is not a date; write YYYY-MM-DD, e.g. 2026-08-01", 2)
 
 
 def utcnow() -> dt.datetime:

@@ -26,11 +26,41 @@ def check_config(ctx: typer.Context) -> None:
             typer.echo(f"note: {channel} is off until {secret_name(token_ref)} is set in the environment")
 
 
+STARTER_CONFIG = "starter-config.yaml"
+
+
+def write_starter_config(path: Path) -> None:
+    """A short, commented config.yaml that validates as it is (one customer program, file digests)."""
+    from importlib.resources import files
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((files("bot") / "data" / STARTER_CONFIG).read_text(encoding="utf-8"), encoding="utf-8")
+
+
 @app.command()
-def init(ctx: typer.Context) -> None:
-    """Create or upgrade the database (Alembic migrations) and register the programs."""
+def init(
+    ctx: typer.Context,
+    write_config: Annotated[
+        bool,
+        typer.Option("--write-config", help="If the config file does not exist, write a commented starter one."),
+    ] = False,
+) -> None:
+    """Create or upgrade the database (Alembic migrations) and register the programs.
+
+    Outside a checkout there is no config.yaml yet: init offers to write a commented starter one
+    (``--write-config`` writes it without asking).
+    """
+    from bot.cli._app import config_path
     from memory import db
 
+    path = config_path(ctx)
+    if not path.exists():
+        asked = not write_config and stdin_is_tty()
+        if write_config or (asked and typer.confirm(f"{path} does not exist. Write a commented starter config?", True)):
+            write_starter_config(path)
+            typer.echo(f"wrote {path}: one customer program, digests as files; edit it to taste")
+        else:
+            fail(f"{path} does not exist; `rapport init --write-config` writes a commented starter config there", 2)
     config = load(ctx)
     application = build_app(ctx, config, create=True)
     heads = ", ".join(sorted(db.current_revisions(application.engine)))
@@ -58,6 +88,24 @@ def _default_program(application: Any, person_ref: str, program: str | None) -> 
     return names[0]
 
 
+def _refuse_later_checkin(application: Any, person_ref: str, program: str, at: dt.datetime) -> None:
+    """An open check-in that started after ``at`` is not resumed "before" it began: its answers
+    would be quoted back as earlier ones."""
+    from memory import store
+    from memory.db import transaction
+
+    with transaction(application.sessions) as s:
+        person = store.require_person(s, person_ref)
+        checkin = store.open_checkin(s, person.id, store.program_by_name(s, program).id)
+        started = checkin.started_at if checkin is not None else None
+    if started is not None and started.replace(tzinfo=started.tzinfo or dt.UTC) > at:
+        fail(
+            f"--at {at:%Y-%m-%d %H:%M} is before {person_ref}'s open {program} check-in began "
+            f"({started:%Y-%m-%d %H:%M}); use a later --at to resume it",
+            2,
+        )
+
+
 @app.command()
 def chat(
     ctx: typer.Context,
@@ -70,10 +118,14 @@ def chat(
     """Run a check-in in the terminal. Piped input gives one answer per line."""
     from bot.channels.terminal import TerminalChat
 
+    fixed = parse_at(at, "--at")
+    if fixed is not None and fixed > utcnow():
+        fail(f"--at {at} is in the future; --at replays a past moment (demos, backfills)", 2)
     application = build_app(ctx)
     try:
         name = _default_program(application, person, program)
-        fixed = parse_at(at)
+        if fixed is not None:
+            _refuse_later_checkin(application, person, name, fixed)
         chat_loop(TerminalChat(
             service=application.service, person=person, program=name,
             clock=(lambda: fixed) if fixed else utcnow, write=typer.echo,
@@ -182,7 +234,8 @@ def history(
     def escape(text: str) -> str:  # ESC, NUL or U+202E from a name or an answer shows, never acts
         return rich_escape(escape_terminal(text))
 
-    console = Console(highlight=False)
+    # soft_wrap: piped output keeps each quote on one line (rich would hard-wrap it at 80 columns).
+    console = Console(highlight=False, soft_wrap=True)
     p = data["person"]
     console.print(f"[bold]{escape(p['name'] or p['id'])}[/bold] ({escape(p['id'])}, {escape(p['timezone'])})")
     if p["opted_out_at"]:
@@ -195,14 +248,23 @@ def history(
     for c in data["checkins"]:
         console.print(f"\n[bold]{c['started_at'][:10]}[/bold] {c['program']} · {c['status']} · {c['source']}")
         for a in c["answers"]:
-            value = "(skipped)" if a["skipped"] else (a["rating"] if a["rating"] is not None else "")
-            text = f" “{a['text']}”" if a["text"] else ""
-            console.print(f"  {escape(a['question'])}: {value}{escape(text)}")
+            parts = ["(skipped)"] if a["skipped"] else []
+            if a["rating"] is not None:
+                parts.append(str(a["rating"]))
+            if a["text"]:
+                parts.append(f"“{a['text']}”")
+            console.print(f"  {escape(a['question'])}: {escape(' '.join(parts))}")
         for f in c["followups"]:
             console.print(f"  ↳ asked: {escape(f['question'])}")
             console.print(f"    why: {escape('; '.join(r['text'] for r in f['reasons']))} (score {f['score']:.2f})")
             answer = "(skipped)" if f["skipped"] else (f["answer"] or "(no answer yet)")
             console.print(f"    answer: {escape(answer)}")
+
+
+def demo_history_command(database: str) -> str:
+    import shlex
+
+    return f"rapport --database {shlex.quote(database)} history demo-dana"
 
 
 DEMO_ANSWERS = [
@@ -244,7 +306,9 @@ def demo(
             write=typer.echo, bot_prefix="rapport> ",
         )  # fmt: skip
         chat_loop(session, None if interactive else DEMO_ANSWERS)
-        typer.echo("\nWhat the memory now holds (rapport history demo-dana):")
+        # The demo keeps its own database, so the hint names it: a bare `rapport history` reads
+        # config.yaml's database, where Dana does not exist.
+        typer.echo(f"\nWhat the memory now holds ({demo_history_command(database)}):")
         data = history_data(application, "demo-dana")
         for c in data["checkins"]:
             rating = next((a["rating"] for a in c["answers"] if a["rating"] is not None), None)

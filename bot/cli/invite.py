@@ -49,7 +49,7 @@ def invite(
             fail(f"set {secret_name(telegram.token)} or pass --bot-username", 2)
         from bot.channels.telegram import fetch_bot_username
 
-        bot_username = asyncio.run(fetch_bot_username(config=telegram, token=token))
+        bot_username = asyncio.run(fetch_bot_username(token=token, api_base_url=telegram.api_base_url))
     bot_username = bot_username.removeprefix("@")
     if not _USERNAME.match(bot_username):
         fail(f"{bot_username!r} is not a Telegram bot username", 2)

@@ -23,8 +23,12 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         fail(f"{path} does not exist")
+    except IsADirectoryError:
+        fail(f"{path} is a folder, not a CSV file")
     except UnicodeDecodeError:
         fail(f"{path} is not UTF-8 text")
+    except OSError as exc:
+        fail(f"{path} cannot be read: {exc.strerror or exc}")
 
 
 def _report(report: Any, noun: str) -> None:
@@ -59,7 +63,8 @@ def people_import(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV: id,name,email,timezone,owner,programs[,slack_user,out_of_office]")],
 ) -> None:
-    """Import or update people. Bad rows are reported with line numbers; good rows still go in."""
+    """Import or update people. Bad rows are reported with line numbers; good rows still go in,
+    and the exit code is 1 when any row was rejected."""
     from memory.errors import ImportProblem
 
     text = _read(file)
@@ -71,7 +76,7 @@ def people_import(
     finally:
         application.close()
     _report(report, "people")
-    if report.problems and not report.accepted:
+    if report.problems:  # some rows were rejected (the good ones went in): exit 1, as documented
         raise typer.Exit(1)
 
 
@@ -80,15 +85,17 @@ def answers_import(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV: person,program,question,answered_at,rating,text")],
 ) -> None:
-    """Import past answers; free text is embedded in batches (a progress bar shows on large files)."""
-    from rich.progress import Progress
+    """Import past answers; free text is embedded in batches (a progress bar with the time left
+    shows on large files). Bad rows are reported; the exit code is 1 when any row was rejected."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from memory.errors import ImportProblem
 
     text = _read(file)
     application = build_app(ctx)
     try:
-        with Progress(transient=True, disable=text.count("\n") < 500) as bar:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True, disable=text.count("\n") < 500) as bar:
             task = bar.add_task("importing answers", total=None)
             report = import_answers_text(
                 application, text, utcnow(), progress=lambda done, total: bar.update(task, completed=done, total=total)
@@ -98,7 +105,7 @@ def answers_import(
     finally:
         application.close()
     _report(report, "answers")
-    if report.problems and not report.accepted:
+    if report.problems:  # some rows were rejected (the good ones went in): exit 1, as documented
         raise typer.Exit(1)
 
 

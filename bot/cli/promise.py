@@ -1,4 +1,4 @@
-"""Promises and owners: ``rapport promise add|list`` and ``rapport owners link``."""
+"""Promises and owners: ``rapport promise add|list|edit|close|mark`` and ``rapport owners list|show|link``."""
 
 from __future__ import annotations
 
@@ -26,23 +26,21 @@ def promise_add(
     at: Annotated[str | None, typer.Option(help="When it was promised (ISO-8601); now by default.")] = None,
 ) -> None:
     """Record a promise; the person is asked about it at their next check-in once it is due."""
-    from sqlalchemy import select
-
     from memory import promises, store
     from memory.db import transaction
-    from memory.models import Owner
 
-    due_at = parse_at(due)
-    now = parse_at(at) or utcnow()
+    due_at = parse_at(due, "--due")
+    now = parse_at(at, "--at") or utcnow()
     application = build_app(ctx)
     try:
         with transaction(application.sessions) as s:
             who = store.require_person(s, person)
             owner_row = who.owner
             if owner is not None:
-                owner_row = s.scalar(select(Owner).where(Owner.key == owner))
-                if owner_row is None:
-                    fail(f"no owner {owner!r}; owners come from the roster's owner column")
+                owner_row = require_owner(s, owner)
+            if program is not None and program not in application.config.programs:
+                configured = ", ".join(application.config.programs)
+                fail(f"--program: no program named {program!r}; configured: {configured}", 2)
             program_id = store.program_by_name(s, program).id if program else None
             try:
                 promise = promises.add_promise(
@@ -50,6 +48,8 @@ def promise_add(
                 )
             except promises.EmptyPromise:
                 fail("the promise text is empty", 2)
+            except promises.DueBeforeMade as exc:
+                fail(f"--due: {exc}", 2)
             typer.echo(
                 f"promise {promise.id} to {who.key}"
                 + (f" by {owner_row.key}" if owner_row else "")
@@ -75,6 +75,8 @@ def promise_list(
     application = build_app(ctx)
     try:
         with transaction(application.sessions) as s:
+            if owner is not None:
+                require_owner(s, owner)
             rows = promises.list_promises(s, now=now, owner_key=owner, overdue_only=overdue)
             owners = promises.owner_keys(s)
             people = {p.id: p.key for p in s.query(Person).filter(Person.id.in_({r.person_id for r in rows}))}
@@ -116,6 +118,106 @@ def promise_list(
         )
 
 
+def require_owner(s: Any, key: str) -> Any:
+    """The owner with this key, or exit 2 naming it (as every command does for an unknown owner)."""
+    from sqlalchemy import select
+
+    from memory.models import Owner
+
+    row = s.scalar(select(Owner).where(Owner.key == key))
+    if row is None:
+        fail(f"no owner {key!r}; owners come from the roster's owner column (`rapport owners list`)", 2)
+    return row
+
+
+def _open_promise(s: Any, promise_id: int) -> Any:
+    from memory.models import Promise
+
+    row = s.get(Promise, promise_id)
+    if row is None:
+        fail(f"no promise #{promise_id} (`rapport promise list` shows them)", 2)
+    return row
+
+
+@promise_app.command("edit")
+def promise_edit(
+    ctx: typer.Context,
+    promise_id: Annotated[int, typer.Argument(metavar="ID", help="The promise's number (#12 in `promise list`).")],
+    text: Annotated[str | None, typer.Option(help="The corrected words of the promise.")] = None,
+    due: Annotated[str | None, typer.Option(help="The new due date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Correct an open promise's words or due date."""
+    from memory import promises
+    from memory.db import transaction
+
+    if text is None and due is None:
+        fail("nothing to change: give --text, --due or both", 2)
+    due_at = parse_at(due, "--due")
+    application = build_app(ctx)
+    try:
+        with transaction(application.sessions) as s:
+            row = _open_promise(s, promise_id)
+            try:
+                promises.edit_promise(s, promise=row, text=text, due_at=due_at)
+            except promises.EmptyPromise:
+                fail("--text is empty", 2)
+            except promises.DueBeforeMade as exc:
+                fail(f"--due: {exc}", 2)
+            except promises.PromiseNotOpen as exc:
+                fail(f"{exc}; only open promises can be edited", 2)
+            due_text = f", due {row.due_at.date().isoformat()}" if row.due_at else ""
+            typer.echo(f"promise #{row.id}: “{_one_line(row.text)}”{due_text}")
+    finally:
+        application.close()
+
+
+@promise_app.command("close")
+def promise_close(
+    ctx: typer.Context,
+    promise_id: Annotated[int, typer.Argument(metavar="ID", help="The promise's number.")],
+) -> None:
+    """Close a promise that no longer applies: it is not asked about and not counted as kept or broken."""
+    from memory import promises
+    from memory.db import transaction
+
+    application = build_app(ctx)
+    try:
+        with transaction(application.sessions) as s:
+            row = _open_promise(s, promise_id)
+            try:
+                promises.close_promise(s, promise=row)
+            except promises.PromiseNotOpen as exc:
+                fail(f"{exc}; only open promises can be closed", 2)
+    finally:
+        application.close()
+    typer.echo(f"promise #{promise_id} closed: it will not be asked about")
+
+
+@promise_app.command("mark")
+def promise_mark(
+    ctx: typer.Context,
+    promise_id: Annotated[int, typer.Argument(metavar="ID", help="The promise's number.")],
+    outcome: Annotated[str, typer.Argument(metavar="OUTCOME", help="kept, partly or broken.")],
+    comment: Annotated[str | None, typer.Option(help="What happened, in a few words.")] = None,
+) -> None:
+    """Record a promise's outcome yourself (the person is then not asked about it)."""
+    from memory import promises
+    from memory.db import transaction
+
+    if outcome not in promises.STATUS_VERDICT:
+        fail(f"OUTCOME must be kept, partly or broken, not {outcome!r}", 2)
+    application = build_app(ctx)
+    try:
+        with transaction(application.sessions) as s:
+            row = _open_promise(s, promise_id)
+            if row.status == "closed":
+                fail(f"promise #{promise_id} is closed", 2)
+            promises.mark_promise(s, promise=row, status=outcome, comment=comment, now=utcnow())
+    finally:
+        application.close()
+    typer.echo(f"promise #{promise_id} marked {outcome}")
+
+
 def _one_line(text: str) -> str:
     # People's words on a terminal: no control characters (escape sequences) and one line.
     return "".join(ch if ch.isprintable() else " " for ch in text)
@@ -130,20 +232,15 @@ def owners_link(
     workspace: Annotated[str, typer.Option(help="Slack team id (T123...), for Slack.")] = "",
 ) -> None:
     """Let an owner's chat account record promises ("promise @person ...") and receive digests."""
-    from sqlalchemy import select
-
     from bot.engine.owners import link_owner
     from memory.db import transaction
-    from memory.models import Owner
 
     if channel not in ("slack", "telegram"):
         fail("--channel must be slack or telegram", 2)
     application = build_app(ctx)
     try:
         with transaction(application.sessions) as s:
-            row = s.scalar(select(Owner).where(Owner.key == owner))
-            if row is None:
-                fail(f"no owner {owner!r}; owners come from the roster's owner column")
+            row = require_owner(s, owner)
             link_owner(s, owner=row, channel=channel, external_id=external_id, workspace=workspace, now=utcnow())
         typer.echo(f"{owner} linked to {channel} {external_id}")
     finally:

@@ -29,14 +29,11 @@ def run(
     application = build_app(ctx)
     log = logging.getLogger("bot.runner")
     channels, notes = load_channels(application)
+    # Through logging only, once each: with logging.format json, stderr must stay all JSON.
     for note in notes:
-        typer.echo(note, err=True)
-        log.info("channel status", extra={"note": note})
+        log.info("channel %s", note, extra={"channel": note.partition(":")[0]})
     if not channels:
-        typer.echo(
-            "no chat channel is on: Rapport schedules and keeps the outbox, and sends once a token is set",
-            err=True,
-        )
+        log.warning("no chat channel is on: Rapport schedules and keeps the outbox, and sends once a token is set")
 
     async def main() -> None:
         runner = Runner(app=application, channels=channels, serve_web=not no_web, port=port)

@@ -16,13 +16,16 @@ app.add_typer(slack_app, name="slack")
 def link(ctx: typer.Context) -> None:
     """Link roster entries that have an e-mail to their Slack users (users.lookupByEmail), and list
     who was not found or could not be looked up. Rapport also does this whenever it starts."""
+    from bot.app import build_channels
     from bot.channels.slack import SlackChannel
 
     application = build_app(ctx)
     try:
-        channel = SlackChannel.from_app(application)
-        if channel is None:
-            fail("the Slack channel is off (the log above says which setting is missing)", 2)
+        channels, notes = build_channels(application)
+        channel = channels.get("slack")
+        if not isinstance(channel, SlackChannel):
+            note = next((n for n in notes if n.startswith("slack: off")), "slack: off")
+            fail("the Slack channel is off" + note.removeprefix("slack: off"), 2)
         report = asyncio.run(channel.link_people())
     finally:
         application.close()

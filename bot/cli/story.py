@@ -65,8 +65,8 @@ def digest(
 
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}", 2)
-    end = parse_at(until) or utcnow()
-    start = parse_at(since) or end - dt.timedelta(days=7)
+    end = parse_at(until, "--until") or utcnow()
+    start = parse_at(since, "--since") or end - dt.timedelta(days=7)
     if start >= end:
         fail("--since must be before --until", 2)
     application = build_app(ctx)
@@ -103,13 +103,13 @@ def themes(
     from dataclasses import asdict
 
     from memory import anonymity
+    from memory.anonymity import program_themes
     from memory.db import transaction
-    from memory.themes import program_themes
 
     if program not in load(ctx).programs:
         fail(f"no program named {program!r}", 2)
-    end = parse_at(until) or utcnow()
-    start = parse_at(since) or end - dt.timedelta(days=90)
+    end = parse_at(until, "--until") or utcnow()
+    start = parse_at(since, "--since") or end - dt.timedelta(days=90)
     application = build_app(ctx)
     try:
         with transaction(application.sessions) as s:

@@ -17,6 +17,7 @@ from bot.dashboard import auth, charts, forms, portfolio, programs
 from bot.dashboard.app import empty_form, form, render, settings, viewer
 from memory import audit, digests, promises, stories
 from memory.anonymity import SliceRefused
+from memory.errors import RapportError
 from memory.models import OutboxMessage, Owner, Person, Program, Promise
 
 
@@ -192,7 +193,10 @@ async def edit_promise(request: web.Request) -> web.Response:
             return None
         promise, person = found
         due = _due(bound.due.data)
-        promises.edit_promise(s, promise=promise, text=bound.text.data or "", due_at=due, clear_due=due is None)
+        try:
+            promises.edit_promise(s, promise=promise, text=bound.text.data or "", due_at=due, clear_due=due is None)
+        except RapportError as exc:  # not open any more, or a due date before the promise
+            raise web.HTTPBadRequest(text=str(exc)) from exc
         audit.record(s, actor=who.key, action="promise.edit", now=now, person_id=person.id, detail={"promise": pid})
         return person.key
 
@@ -215,7 +219,7 @@ async def promise_status(request: web.Request) -> web.Response:
         if found is None:
             return None
         promise, person = found
-        promises.set_status(s, promise=promise, status=bound.status.data)
+        promises.set_status(s, promise=promise, status=bound.status.data, now=now)
         audit.record(s, actor=who.key, action="promise.status", now=now, person_id=person.id,
                      detail={"promise": pid, "status": bound.status.data})  # fmt: skip
         return person.key

@@ -14,12 +14,13 @@ import re
 from typing import Literal
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.engine.ports import Inbound, Outbound
 from memory import promises, store
-from memory.models import Owner
+from memory.db import transaction
+from memory.models import Owner, ProcessedEvent
 from memory.models_promises import OwnerIdentity
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ _DUE = re.compile(r"\s+by\s+(?P<date>\d{4}-\d{2}-\d{2})\s*[.!]?\s*$", re.IGNOREC
 
 #: What became of a promise an owner gave: recorded, nobody by that name, or no words.
 PromiseOutcome = Literal["recorded", "unknown_person", "usage"]
+#: What became of a promise form: as above, or not an owner, or this form was already recorded.
+FormOutcome = Literal["recorded", "unknown_person", "usage", "not_owner", "duplicate"]
 
 
 def owner_of(s: Session, inbound: Inbound) -> Owner | None:
@@ -138,8 +141,59 @@ def _record(
         person = store.find_person(s, ref) if ref else None
     if person is None:
         return "unknown_person", say("promise_unknown_person", ref=ref)
-    promise = promises.add_promise(
-        s, person=person, owner=owner, text=words, now=inbound.received_at, due_at=due_at, source=inbound.channel
-    )
+    try:
+        promise = promises.add_promise(
+            s, person=person, owner=owner, text=words, now=inbound.received_at, due_at=due_at, source=inbound.channel
+        )
+    except promises.DueBeforeMade as exc:
+        return "usage", say("promise_due_before_made", due_at=exc.due_at, made_at=exc.made_at)
     log.info("promise recorded from chat", extra={"promise_id": promise.id, "owner_id": owner.id})
     return "recorded", say("promise_recorded", name=person.name or person.key, promise=promise.text, due_at=due_at)
+
+
+class OwnerCommands:
+    """Owner commands for channel adapters that take them as forms rather than typed text
+    (Slack's "Record a promise" shortcut). Every method is one transaction; the rule is the
+    same as for ``promise @person ...`` (:func:`handle_owner_message`)."""
+
+    def __init__(self, *, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def promise_prefill(
+        self, *, channel: str, sender: str, workspace: str, author: str | None, now: dt.datetime
+    ) -> str | None:
+        """None when ``sender`` is not an owner; otherwise the roster key of the message's
+        ``author`` when Rapport knows them on the channel, else ""."""
+        with transaction(self.sessions) as s:
+            if owner_of(s, _as_inbound(channel, sender, workspace, now)) is None:
+                return None
+            if not author:
+                return ""
+            identity = store.find_identity(s, channel=channel, external_id=author, workspace=workspace)
+            return identity.person.key if identity is not None else ""
+
+    def record_promise(
+        self, *, channel: str, sender: str, workspace: str, person: str, text: str, due: dt.date | None,
+        key: str | None, now: dt.datetime,
+    ) -> tuple[FormOutcome, str]:  # fmt: skip
+        """Record the promise, once per form ``key``: the outcome and what to tell the owner (plain
+        text). Two racing submissions of one form: the second fails to commit its key
+        (``IntegrityError``, left to the caller) and records nothing."""
+        with transaction(self.sessions) as s:
+            event = f"{channel}:promise:{key}" if key is not None else None
+            if event is not None and s.get(ProcessedEvent, event) is not None:
+                return "duplicate", ""
+            result = promise_from_form(
+                s, _as_inbound(channel, sender, workspace, now), person=person, text=text, due=due, markup="plain"
+            )
+            if result is None:
+                return "not_owner", prompts.render("owner/promise_not_owner", "plain")
+            outcome, replies = result
+            # Only a recorded promise keeps the key: a refused form can be corrected and sent again.
+            if outcome == "recorded" and event is not None:
+                store.claim_event(s, event, now)
+            return outcome, "\n".join(r.text for r in replies)
+
+
+def _as_inbound(channel: str, sender: str, workspace: str, now: dt.datetime) -> Inbound:
+    return Inbound(channel=channel, sender=sender, workspace=workspace, kind="command", received_at=now)

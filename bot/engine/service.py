@@ -21,12 +21,11 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
-from bot.engine import flow, outside, owners, precompute, promises
+from bot.engine import flow, outside, owners, people, precompute, promises
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.precompute import Precomputed
 from bot.engine.script import Limits, Script
@@ -77,13 +76,6 @@ class CheckinService:
         # carries ``received_at``, which is the time the engine uses for it).
         self.clock = clock
         self.turns = Turns(scripts=self.scripts, detector=detector, limits=self.limits)
-
-    @property
-    def programs(self) -> Mapping[str, Any]:
-        """The scripts by program name, for the Slack App Home's history (it reads ``title`` and
-        ``question(key).text``, which scripts share with the config). Typed loosely until the App
-        Home reads ``scripts`` itself; new code uses ``scripts``."""
-        return self.scripts
 
     # Starting ---------------------------------------------------------------------------------
 
@@ -231,7 +223,7 @@ class CheckinService:
                 return [] if inbound.kind in ("edit", "delete") else [say("unknown_person", markup)]
             if identity is not None and not identity.reachable:
                 # They wrote to us, so the channel works again.
-                identity.reachable, identity.unreachable_reason, identity.unreachable_at = True, None, None
+                people.mark_reachable(identity)
             return self._handle_person(s, person, inbound, markup, pre)
 
     def _handle_person(
@@ -264,9 +256,9 @@ class CheckinService:
             if isinstance(effect, flow.Say):
                 out.append(say(effect.template, markup, **effect.params))
             elif isinstance(effect, outside.OptOutNow):
-                person.opted_out_at = now
+                people.opt_out(s, person, now)
             elif isinstance(effect, outside.OptIn):
-                person.opted_out_at = None
+                people.opt_in(s, person)
                 checkins = store.open_checkins(s, person.id)
                 if checkins:
                     out += self._turn(s, person, checkins[0], markup, now, flow.Resume())

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 import prompts
-from bot.engine import flow, promises
+from bot.engine import flow, people, promises
 from bot.engine.ports import Choice, Outbound
 from bot.engine.precompute import Precomputed
 from bot.engine.script import Limits, Script
@@ -125,10 +125,8 @@ class Turns:
         elif isinstance(effect, flow.Complete):
             checkin.completed_at = now
         elif isinstance(effect, flow.OptOut):
-            turn.person.opted_out_at = now
-            for other in store.open_checkins(s, turn.person.id):
-                if other.id != checkin.id:
-                    other.status, other.updated_at = "opted_out", now
+            # The flow closes this check-in itself; the rule closes every other one.
+            people.opt_out(s, turn.person, now, keep=checkin.id)
         elif isinstance(effect, flow.MarkExpired):
             checkin.expires_at = checkin.expires_at or now
         return None

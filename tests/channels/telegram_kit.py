@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import App
-from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
+from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel, TelegramSettings
 from bot.web import make_web_app
 from memory import store
 from memory.db import transaction
@@ -36,15 +36,13 @@ class Clock:
 
 def make_channel(app: App, api: FakeTelegramAPI, *, mode: str = "polling", clock: Clock | None = None,
                  **kw: Any) -> TelegramChannel:  # fmt: skip
-    config = app.config.channels.telegram.model_copy(
-        update={"api_base_url": api.base_url, "mode": mode, "webhook_url": "https://rapport.example/telegram/webhook"}
-    )
     options: dict[str, Any] = {"poll_timeout": 1.0, "retry_backoff": 0.01, "per_chat_rate": 0, "max_inline_wait": 1.5}
     options.update(kw)
-    return TelegramChannel(
-        config=config, service=app.service, sessions=app.sessions, token=api.token, invite_secret=INVITE_KEY,
-        secret_token=SECRET, clock=clock or Clock(), **options,
+    settings = TelegramSettings(
+        token=api.token, invite_key=INVITE_KEY, mode=mode, api_base_url=api.base_url,
+        webhook_url="https://rapport.example/telegram/webhook", secret_token=SECRET, **options,
     )  # fmt: skip
+    return TelegramChannel(settings=settings, service=app.service, clock=clock or Clock())
 
 
 def add_person(app: App, key: str = "ann", *, name: str | None = "Ann", chat_id: int | None = CHAT,

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.channels.base import Address, Choice, Outbound
+from bot.channels.pacing import Pacer
 from bot.channels.slack import message_payload
 from memory.db import transaction
 from memory.errors import PermanentFailure, RetryLater, Unreachable
@@ -90,7 +91,7 @@ async def test_other_errors_are_permanent(slack_rig: SlackRig) -> None:
 
 
 async def test_messages_keep_their_order_and_pace(slack_rig: SlackRig) -> None:
-    slack_rig.channel.pace_seconds = 0.05
+    slack_rig.channel.transport.pacer = Pacer(per_conversation=20)  # one message each 0.05 s
     await slack_rig.channel.send(TO_ADA, [Outbound(text=f"m{i}") for i in range(3)])
     assert slack_rig.posted_texts(ADA_DM) == ["m0", "m1", "m2"]
 
@@ -218,7 +219,7 @@ async def test_people_imported_while_running_are_linked_without_a_restart(slack_
         assert identity(slack_rig).external_id == ADA
     finally:
         await channel.stop()
-    assert channel._linker is None
+    assert channel.linker.task is None
 
 
 async def test_a_long_rate_limit_ends_the_linking_round(slack_rig: SlackRig) -> None:
@@ -255,6 +256,9 @@ async def test_a_batch_retried_after_failing_part_way_sends_nothing_twice(slack_
     with pytest.raises(RetryLater):
         await slack_rig.channel.send(TO_ADA, batch)
     assert slack_rig.posted_texts(ADA_DM) == ["invitation"]
+    # The conversation is paused for Slack's 60 s; the dispatcher retries once they are over.
+    assert slack_rig.channel.transport.pacer.paused_for(ADA_DM) > 50
+    slack_rig.channel.transport.pacer = Pacer(per_conversation=0)  # 60 s later
     sent = await slack_rig.channel.send(TO_ADA, batch)  # the dispatcher's retry
     assert slack_rig.posted_texts(ADA_DM) == ["invitation", "first question"]
     assert sent.external_ref == slack_rig.posted(ADA_DM)[-1]["ts"]

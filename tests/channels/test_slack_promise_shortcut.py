@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
-from bot.channels.slack_promises import PROMISE_SHORTCUT
+from bot.channels.slack.blocks import PROMISE_SHORTCUT
 from bot.engine.owners import link_owner
 from memory import db, store
 from memory.models import Promise
@@ -101,7 +101,7 @@ async def test_an_owner_records_a_promise_from_a_message(slack_rig: SlackRig) ->
     assert inputs["due"]["type"] == "datepicker"
 
     resp = await slack_rig.post(
-        _submission(OWNER, person="dana@example.com", text="A dedicated contact <!channel> *soon*", due="2026-03-31"),
+        _submission(OWNER, person="dana@example.com", text="A dedicated contact <!channel> *soon*", due="2099-03-31"),
         form=True,
     )
     answer = await resp.json()
@@ -109,11 +109,11 @@ async def test_an_owner_records_a_promise_from_a_message(slack_rig: SlackRig) ->
     shown = answer["view"]["blocks"][0]["text"]
     assert shown["type"] == "plain_text"
     assert "Noted" in shown["text"]
-    assert "31 March 2026" in shown["text"]
+    assert "31 March 2099" in shown["text"]
     (promise,) = _promises(slack_rig)
     assert promise.text == "A dedicated contact <!channel> *soon*"
     assert promise.due_at is not None
-    assert promise.due_at.replace(tzinfo=dt.UTC) == dt.datetime(2026, 3, 31, 12, tzinfo=dt.UTC)
+    assert promise.due_at.replace(tzinfo=dt.UTC) == dt.datetime(2099, 3, 31, 12, tzinfo=dt.UTC)
     assert promise.source == "slack"
     # The same form sent twice records once.
     again = await slack_rig.post(_submission(OWNER, person="dana", text="A dedicated contact", due=None), form=True)

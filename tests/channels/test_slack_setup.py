@@ -4,7 +4,6 @@ roster's optional ``slack_user`` column."""
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot.app import App
+from bot.app import App, build_channels
 from bot.channels.slack import SlackChannel
-from bot.channels.slack_install import BOT_SCOPES
+from bot.channels.slack.install import BOT_SCOPES
 from bot.config import Config
 from memory.db import transaction
 from memory.importing import import_people
@@ -43,27 +42,33 @@ def app(make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch) -> App:
     return make_app()
 
 
-def test_off_without_a_bot_token_says_which_variable(app: App, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.channels.slack"):
-        assert SlackChannel.from_app(app) is None
-    assert "SLACK_BOT_TOKEN" in caplog.text
+def slack_of(app: App) -> SlackChannel | None:
+    channel = build_channels(app)[0].get("slack")
+    assert channel is None or isinstance(channel, SlackChannel)
+    return channel
+
+
+def test_off_without_a_bot_token_says_which_variable(app: App) -> None:
+    channels, notes = build_channels(app)
+    assert "slack" not in channels
+    assert "slack: off — set SLACK_BOT_TOKEN" in notes
 
 
 def test_off_when_disabled(app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
-    with caplog.at_level(logging.INFO, logger="bot.channels.slack"):
-        assert SlackChannel.from_app(with_slack(app, enabled=False)) is None
-    assert "disabled" in caplog.text
+    channels, notes = build_channels(with_slack(app, enabled=False))
+    assert "slack" not in channels
+    assert "slack: off (disabled in config: channels.slack.enabled)" in notes
 
 
 def test_socket_mode_needs_the_app_token(
     app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
-    assert SlackChannel.from_app(app) is None
+    assert slack_of(app) is None
     assert "SLACK_APP_TOKEN" in caplog.text
     monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1")
-    channel = SlackChannel.from_app(app)
+    channel = slack_of(app)
     assert channel is not None
     assert channel.mode == "socket"
     assert channel.routes() == []  # nothing public to serve
@@ -75,10 +80,10 @@ def test_http_mode_needs_the_signing_secret(
 ) -> None:
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
     http = with_slack(app, mode="http")
-    assert SlackChannel.from_app(http) is None
+    assert slack_of(http) is None
     assert "SLACK_SIGNING_SECRET" in caplog.text
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
-    channel = SlackChannel.from_app(http)
+    channel = slack_of(http)
     assert channel is not None
     assert [r.path for r in channel.routes()] == ["/slack/events"]  # type: ignore[attr-defined]
 
@@ -88,7 +93,7 @@ def test_install_flow_when_client_credentials_are_set(app: App, monkeypatch: pyt
     monkeypatch.setenv("SLACK_CLIENT_ID", "111.222")
     monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
     multi = with_slack(app, mode="http", client_id="${SLACK_CLIENT_ID}", client_secret="${SLACK_CLIENT_SECRET}")
-    channel = SlackChannel.from_app(multi)
+    channel = slack_of(multi)
     assert channel is not None
     assert channel.multi_workspace
     paths = sorted(r.path for r in channel.routes())  # type: ignore[attr-defined]
@@ -146,7 +151,7 @@ def test_bolts_own_client_id_variables_are_not_picked_up_silently(
     monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1")
     monkeypatch.setenv("SLACK_CLIENT_ID", "111.222")
     monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
-    assert SlackChannel.from_app(app) is None
+    assert slack_of(app) is None
     assert "channels.slack.client_id" in caplog.text
 
 
@@ -155,7 +160,7 @@ def test_install_flow_in_socket_mode_needs_no_signing_secret(app: App, monkeypat
     monkeypatch.setenv("SLACK_CLIENT_ID", "111.222")
     monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
     multi = with_slack(app, client_id="${SLACK_CLIENT_ID}", client_secret="${SLACK_CLIENT_SECRET}")
-    channel = SlackChannel.from_app(multi)
+    channel = slack_of(multi)
     assert channel is not None
     assert channel.mode == "socket"
     paths = sorted(r.path for r in channel.routes())  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from telegram.error import InvalidToken
 
 import prompts
+from bot.app import build_channels
 from bot.channels.base import Address, Choice, Outbound
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel
 from memory.db import transaction
@@ -498,17 +499,20 @@ async def test_quoted_words_are_escaped_for_telegram_html(make_app, telegram_api
         await channel.stop()
 
 
-def test_from_app_needs_a_token_and_a_webhook_secret(make_app, monkeypatch, caplog) -> None:
+def test_composition_needs_a_token_and_a_webhook_secret(make_app, monkeypatch, caplog) -> None:
     app = make_app()
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
-    with caplog.at_level(logging.WARNING, logger="bot.channels.telegram"):
-        assert TelegramChannel.from_app(app) is None
-    assert "TELEGRAM_BOT_TOKEN is not set" in caplog.text
+    channels, notes = build_channels(app)
+    assert "telegram" not in channels
+    assert "telegram: off — set TELEGRAM_BOT_TOKEN" in notes
+
+    def telegram_of(app):
+        return build_channels(app)[0].get("telegram")
 
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "1:abc")
     monkeypatch.delenv("RAPPORT_INVITE_SECRET", raising=False)
-    channel = TelegramChannel.from_app(app)
-    assert channel is not None
+    channel = telegram_of(app)
+    assert isinstance(channel, TelegramChannel)
     assert channel.name == "telegram"
     assert channel.markup == "telegram_html"
 
@@ -518,11 +522,13 @@ def test_from_app_needs_a_token_and_a_webhook_secret(make_app, monkeypatch, capl
     )
     app.config = webhook.model_copy(update={"channels": webhook.channels.model_copy(update={"telegram": telegram})})
     monkeypatch.delenv("TELEGRAM_WEBHOOK_SECRET", raising=False)
-    assert TelegramChannel.from_app(app) is None
+    with caplog.at_level(logging.WARNING):
+        assert telegram_of(app) is None
+    assert "TELEGRAM_WEBHOOK_SECRET" in caplog.text
     monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "not allowed: spaces")
-    assert TelegramChannel.from_app(app) is None
+    assert telegram_of(app) is None
     monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "s")
-    channel = TelegramChannel.from_app(app)
+    channel = telegram_of(app)
     assert channel is not None
     assert len(channel.routes()) == 1
 
@@ -532,6 +538,6 @@ async def test_start_with_a_wrong_token_fails_cleanly(make_app, telegram_api) ->
     channel.bot = type(channel.bot)(token="999:wrong", base_url=telegram_api.base_url)
     with pytest.raises(InvalidToken):
         await channel.start()
-    assert channel.application is None
+    assert not channel.running
     assert telegram_api.calls_to("getUpdates") == []
     await channel.stop()  # stopping a channel that never started is harmless

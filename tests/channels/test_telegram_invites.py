@@ -164,7 +164,9 @@ async def test_unknown_chats_learn_nothing(make_app, telegram_api) -> None:
 
 async def test_bot_username_comes_from_get_me(config, telegram_api) -> None:
     telegram = config.channels.telegram.model_copy(update={"api_base_url": telegram_api.base_url})
-    assert await fetch_bot_username(config=telegram, token=telegram_api.token) == telegram_api.username
+    assert (
+        await fetch_bot_username(token=telegram_api.token, api_base_url=telegram.api_base_url) == telegram_api.username
+    )
     assert telegram_api.calls_to("getMe")
     with pytest.raises(RetryLater):
-        await fetch_bot_username(config=telegram, token="999:wrong")
+        await fetch_bot_username(token="999:wrong", api_base_url=telegram.api_base_url)

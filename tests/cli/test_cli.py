@@ -47,7 +47,7 @@ def test_help_does_not_import_torch() -> None:
 
 def test_people_import_reports_bad_rows_and_keeps_good_ones(db_url: str, tmp_path: Path) -> None:
     result = cli(db_url, "people", "import", str(write(tmp_path, "people.csv", ROSTER)))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # rows were rejected
     assert "2 created" in result.output
     assert "4 rejected" in result.output
     assert "line 3: unknown time zone 'Mars/Olympus'" in result.output
@@ -55,9 +55,22 @@ def test_people_import_reports_bad_rows_and_keeps_good_ones(db_url: str, tmp_pat
     assert "line 5:" in result.output
     assert "line 6: unknown program(s): unknown" in result.output
     again = cli(db_url, "people", "import", str(write(tmp_path, "people2.csv", ROSTER.replace("Ann,", "Annie,"))))
-    assert "0 created, 2 updated" in again.output
+    assert "0 created, 1 updated, 1 unchanged" in again.output
     history = json.loads(cli(db_url, "history", "ann", "--json").stdout)
     assert history["person"]["name"] == "Annie"
+
+
+def test_imports_of_a_folder_or_a_clean_file(db_url: str, tmp_path: Path) -> None:
+    folder = cli(db_url, "people", "import", str(tmp_path))
+    assert folder.exit_code == 1
+    assert "is a folder, not a CSV file" in folder.output
+    assert "Traceback" not in folder.output
+    clean = ROSTER.splitlines()[0] + "\n" + ROSTER.splitlines()[1] + "\n"
+    first = cli(db_url, "people", "import", str(write(tmp_path, "clean.csv", clean)))
+    assert first.exit_code == 0, first.output
+    again = cli(db_url, "people", "import", str(write(tmp_path, "clean.csv", clean)))
+    assert again.exit_code == 0
+    assert "0 created, 0 updated, 1 unchanged, 0 rejected" in again.output
 
 
 def test_people_import_without_id_column_fails_clearly(db_url: str, tmp_path: Path) -> None:
@@ -77,7 +90,7 @@ zed,customers,recommend,2025-09-01,5,
 ann,customers,colour,2025-09-01,5,
 """
     result = cli(db_url, "answers", "import", str(write(tmp_path, "answers.csv", answers)))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # rows were rejected
     assert "2 created" in result.output
     assert "line 4: rating 12 is outside 0–10" in result.output
     assert "line 5: answered_at" in result.output
@@ -115,7 +128,7 @@ def test_chat_errors_are_clear(db_url: str, tmp_path: Path) -> None:
     assert "person 'nobody' not found" in str(cli(db_url, "chat", "nobody", input="").exception)
     bad_at = cli(db_url, "chat", "ann", "--at", "last tuesday", input="")
     assert bad_at.exit_code == 2
-    assert "ISO-8601" in bad_at.output
+    assert "--at 'last tuesday' is not a date or time" in bad_at.output
     bad_program = cli(db_url, "chat", "ann", "--program", "nope", input="")
     assert bad_program.exit_code == 2
 

@@ -4,6 +4,7 @@ does not."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def real_model_cli(embedder, db_url: str, tmp_path: Path):
     return db_url
 
 
-def test_two_checkins_six_months_apart_then_a_paraphrase(real_model_cli: str) -> None:
+def test_two_checkins_six_months_apart_then_a_paraphrase(real_model_cli: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `chat --at` refuses the future: today is pinned after the last check-in, whatever the date.
+    monkeypatch.setattr("bot.cli.core.utcnow", lambda: dt.datetime(2027, 6, 1, tzinfo=dt.UTC))
     db = real_model_cli
     first = cli(db, "chat", "ann", "--at", "2026-03-02T10:00:00Z", input=f"9\n{FIRST}\n")
     assert first.exit_code == 0, first.output

@@ -44,7 +44,9 @@ def test_promise_add_list_and_counts(db_url: str, make_app) -> None:
     overdue = json.loads(cli(db_url, "promise", "list", "--overdue", "--json").stdout)
     assert [p["id"] for p in overdue["promises"]] == [1]
     assert overdue["owners"][0]["overdue"] == 1
-    assert json.loads(cli(db_url, "promise", "list", "--owner", "ghost", "--json").stdout)["promises"] == []
+    ghost = cli(db_url, "promise", "list", "--owner", "ghost", "--json")
+    assert ghost.exit_code == 2  # an unknown owner is an error, as in every other command
+    assert "no owner 'ghost'" in ghost.output
 
 
 def test_story_in_three_forms(db_url: str, make_app) -> None:
@@ -89,7 +91,7 @@ def test_owners_link(db_url: str, make_app) -> None:
     ok = cli(db_url, "owners", "link", "owner@example.com", "--channel", "telegram", "--id", "555")
     assert ok.exit_code == 0, ok.output
     assert cli(db_url, "owners", "link", "owner@example.com", "--channel", "fax", "--id", "1").exit_code == 2
-    assert cli(db_url, "owners", "link", "ghost", "--channel", "slack", "--id", "U1").exit_code == 1
+    assert cli(db_url, "owners", "link", "ghost", "--channel", "slack", "--id", "U1").exit_code == 2
     with db.transaction(app.sessions) as s:
         (link,) = s.scalars(select(OwnerIdentity)).all()
         assert (link.channel, link.external_id) == ("telegram", "555")

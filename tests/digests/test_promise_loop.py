@@ -36,13 +36,13 @@ def test_promise_is_asked_after_the_core_questions_and_lands_in_the_digest(make_
 
     chat = Conversation(app)
     first = chat.start(LATER)
-    assert "committed" not in chat.texts(first)  # core questions first
+    assert "made you a promise" not in chat.texts(first)  # core questions first
     chat.say("4", LATER)
     replies = chat.say("Support takes days to reply now.", LATER)
     if "What changed" in chat.texts(replies):
         replies = chat.say("Our account manager left.", LATER)
     asked = chat.texts(replies)
-    assert "In March 2026 we committed to a dedicated contact. Has that happened?" in asked
+    assert "In March 2026 we made you a promise: “a dedicated contact”. Has that happened?" in asked
     assert [c.label for c in replies[-1].choices] == ["Yes", "Partly", "No"]
     assert "That's everything" not in asked
 
@@ -81,7 +81,7 @@ def test_a_promise_not_yet_due_is_not_asked(make_app) -> None:
     chat.start(LATER)
     chat.say("8", LATER)
     end = chat.say("Fine.", LATER)
-    assert "committed" not in " ".join(chat.transcript)
+    assert "made you a promise" not in " ".join(chat.transcript)
     assert "That's everything" in chat.texts(end)
 
 
@@ -93,7 +93,7 @@ def test_a_promise_without_due_date_is_asked_at_the_next_checkin_and_yes_keeps_i
     chat.start(LATER)
     chat.say("8", LATER)
     chat.say("Fine.", LATER)
-    assert "committed" in chat.transcript[-1]
+    assert "we made you a promise" in chat.transcript[-1]
     chat.say("maybe?", LATER)
     assert "start your reply with yes, partly or no" in chat.transcript[-2]
     chat.say("Yes, Maria calls every month", LATER)
@@ -112,7 +112,7 @@ def test_anonymous_programs_never_ask_about_promises(make_app) -> None:
     chat.start(LATER)
     chat.say("8", LATER)
     end = chat.say("Fine.", LATER)
-    assert "committed" not in " ".join(chat.transcript)
+    assert "made you a promise" not in " ".join(chat.transcript)
     assert "That's everything" in chat.texts(end)
 
 
@@ -137,6 +137,7 @@ def test_an_owner_records_a_promise_from_chat(make_app) -> None:
     assert "promise @person" in _owner_says(app, "promise", n=3)
     assert "don't know anyone" in _owner_says(app, "promise @nobody something", n=4)
     assert "not a date" in _owner_says(app, "promise @ann something by 2026-02-30", n=5)
+    assert "already passed" in _owner_says(app, "promise @ann something by 2020-01-01", n=6)
     assert "Noted" not in _owner_says(app, "promise @ann a dedicated contact by 2026-04-01", n=1)  # duplicate
     with db.transaction(app.sessions) as s:
         (p,) = s.scalars(select(Promise)).all()

@@ -106,7 +106,28 @@ def test_markdown_escapes_formatting_and_html() -> None:
     assert r"\*bold\*" in body
     assert "&lt;script&gt;alert" in body
     assert "\\&gt;" not in body
-    assert '=HYPERLINK("http://evil","x")' not in body  # parentheses are escaped, no link syntax survives
+    # Not Markdown syntax, so shown as typed: a formula is only a formula in a spreadsheet.
+    assert '=HYPERLINK("http://evil","x")' in body
+
+
+def test_markdown_escapes_only_what_markdown_needs() -> None:
+    change = _change(name="Alex", person="alex@example.com", old_reason="Fine - mostly. 3.5 out of 5 (ok)",
+                     new_reason="Two lines\n# not a heading\n- not a list\n1. not a list either")  # fmt: skip
+    d = Digest(owner="o", owner_name="owner.one@example.com", since=T, until=T, summary="x", changes=(change,))
+    body = render_digest(d, "markdown").body
+    assert "owner.one@example.com" in body
+    assert "(-5)" in body
+    assert "“Fine - mostly. 3.5 out of 5 (ok)”" in body
+    # A person's new line cannot open a heading or a list in the owner's file.
+    assert "\n\\# not a heading" in body
+    assert "\n\\- not a list" in body
+    assert "\n1\\. not a list either" in body
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "text", "html", "telegram"])
+def test_every_readable_format_says_why_someone_was_flagged(fmt: str) -> None:
+    body = render_digest(evil_digest(), fmt).body  # type: ignore[arg-type]
+    assert "Why flagged: rating fell" in body
 
 
 def test_slack_block_kit_is_valid_json_and_people_s_words_are_plain_text() -> None:
@@ -138,10 +159,25 @@ def test_csv_neutralises_formulas() -> None:
     assert rows[0][0] == "person"
     for row in rows[1:]:
         for cell in row:
-            assert not re.match(r"^[=+\-@]", cell), cell
+            assert not re.match(r"^[=+@]", cell), cell
+            assert not re.match(r"^-(?!\d+$)", cell), cell
     formula = _change(old_reason='=HYPERLINK("http://evil","x")')
     evil = render_digest(Digest(owner="o", owner_name="o", since=T, until=T, summary="x", changes=(formula,)), "csv")
     assert "'=HYPERLINK" in evil.body
+
+
+def test_csv_numbers_stay_numbers_and_lines_end_cleanly() -> None:
+    change = _change(old_reason="-4 is what I'd give", new_reason="fine")
+    body = render_digest(
+        Digest(owner="o", owner_name="o", since=T, until=T, summary="x", changes=(change,)), "csv"
+    ).body
+    assert "\r" not in body
+    assert "\ufffd" not in body
+    header, row = list(csv.DictReader(io.StringIO(body)).fieldnames or []), next(csv.DictReader(io.StringIO(body)))
+    assert header[-1] == "themes_disappeared"
+    assert (row["old_rating"], row["new_rating"], row["delta"]) == ("9", "4", "-5")
+    assert float(row["delta"]) == -5  # a spreadsheet sorts it as a number
+    assert row["old_reason"] == "'-4 is what I'd give"  # text that starts like a formula is neutralised
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from memory import anonymity, db
-from memory.themes import cluster_themes, ctfidf_labels, program_themes
+from memory.anonymity import program_themes
+from memory.themes import cluster_themes, ctfidf_labels
 from tests.fakes.embedder import HashingEmbedder
 from tests.history_builder import T0, History, months
 
@@ -124,3 +125,15 @@ def test_themes_on_real_feedback(shared_data: Path, embedder) -> None:
     assert staff, [t.label for t in themes]
     # Themes differ from each other: no two share their whole label.
     assert len({t.label for t in themes}) == len(themes)
+
+
+def test_themes_is_pure_clustering_and_imports_nothing_that_imports_it() -> None:
+    import ast
+    from pathlib import Path
+
+    import memory
+
+    tree = ast.parse((Path(memory.__file__).parent / "themes.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith(("memory.anonymity", "memory.stories", "memory.digests"))}

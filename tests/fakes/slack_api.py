@@ -71,6 +71,7 @@ class FakeSlackAPI:
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
         self._failures: dict[str, list[_Failure]] = {}
+        self._slow: dict[str, list[float]] = {}
         self._server: TestServer | None = None
         self._sockets: list[web.WebSocketResponse] = []
         self._envelopes = itertools.count(1)
@@ -127,6 +128,11 @@ class FakeSlackAPI:
         if status == 429 and error is None:
             error = "ratelimited"
         self._failures.setdefault(method, []).append(_Failure(status, error, retry_after, disconnect, times))
+
+    def slow(self, method: str, *, seconds: float, times: int = 1) -> None:
+        """Carry out the next ``times`` calls to ``method`` at once, but answer them ``seconds``
+        late: a client that gives up first cannot know the message went out."""
+        self._slow[method] = [seconds, float(times)]
 
     def calls_to(self, method: str) -> list[JSON]:
         return [c.params for c in self.calls if c.method == method]
@@ -203,6 +209,10 @@ class FakeSlackAPI:
         except _SlackError as exc:
             return web.json_response({"ok": False, "error": exc.error})
         call.result = result
+        slow = self._slow.get(method)
+        if slow is not None and slow[1] > 0:
+            slow[1] -= 1
+            await asyncio.sleep(slow[0])
         return web.json_response({"ok": True, **result})
 
     def _take_failure(self, method: str) -> _Failure | None:

@@ -68,6 +68,8 @@ class FakeTelegramAPI:
         self._next_update_id = itertools.count(1000)
         self._next_message_id = itertools.count(1)
         self._failures: dict[str, list[_Failure]] = {}
+        # method -> [seconds, times]: the next ``times`` calls are delivered, then answered late.
+        self._slow: dict[str, list[float]] = {}
         self._changed = asyncio.Condition()
         self._server: TestServer | None = None
         self.handlers: dict[str, Callable[[JSON], Any]] = {
@@ -133,6 +135,11 @@ class FakeTelegramAPI:
         """Make the next ``times`` calls of ``method`` fail with this HTTP status."""
         text = description or ERRORS.get(status, "Error").format(retry_after=retry_after)
         self._failures.setdefault(method, []).append(_Failure(status, text, retry_after, times))
+
+    def slow(self, method: str, *, seconds: float, times: int = 1) -> None:
+        """Deliver the next ``times`` calls of ``method`` at once, but answer them ``seconds``
+        late (as Telegram does under load): a client that gives up first cannot know it went out."""
+        self._slow[method] = [seconds, float(times)]
 
     def calls_to(self, method: str) -> list[JSON]:
         return [c.params for c in self.calls if c.method == method]
@@ -201,7 +208,12 @@ class FakeTelegramAPI:
         handler = self.handlers.get(method)
         if handler is None:
             return self._error(404, "Not Found: method not found")
-        return web.json_response({"ok": True, "result": handler(params)})
+        result = handler(params)
+        slow = self._slow.get(method)
+        if slow is not None and slow[1] > 0:
+            slow[1] -= 1
+            await asyncio.sleep(slow[0])
+        return web.json_response({"ok": True, "result": result})
 
     @staticmethod
     async def _params(request: web.Request) -> JSON:

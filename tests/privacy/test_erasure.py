@@ -16,6 +16,7 @@ from memory.db import sqlite_path, transaction
 from memory.errors import NotFound
 from memory.export import export_person
 from memory.models import Answer, Person, Promise
+from memory.models_channels import ChannelMark
 from tests.privacy.world import ANN_MARK, BOB_MARK, T0, build_world
 
 NOW = T0 + dt.timedelta(days=30)
@@ -76,6 +77,8 @@ def test_forget_leaves_the_words_nowhere(world: tuple[App, Path]) -> None:
     assert report.counts["answers"] == 4
     assert report.counts["promises"] == 1
     assert report.counts["stored_digests"] == 1
+    with transaction(app.sessions) as s:
+        assert s.scalars(select(ChannelMark.key)).all() == ["slack:clicked:DBOB:1700.1"]
 
 
 def test_other_people_stay_intact(world: tuple[App, Path]) -> None:

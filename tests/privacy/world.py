@@ -15,7 +15,8 @@ from bot.digests import render_digest
 from memory import audit
 from memory.db import transaction
 from memory.digests import build_digest
-from memory.models import OutboxMessage, Outcome, Promise
+from memory.models import ChannelIdentity, OutboxMessage, Outcome, Promise
+from memory.models_channels import ChannelMark
 from memory.models_scheduler import OutboxContent
 from tests.history_builder import History, months
 
@@ -50,6 +51,9 @@ def build_world(app: App, digest_folder: Path) -> None:
             s.flush()
             s.add(OutboxContent(outbox_id=row.id, channel="terminal",
                                 body={"messages": [f"Last time you said: {mark} late"]}, prepared_at=T0))  # fmt: skip
+            s.add(ChannelIdentity(person_id=p.id, channel="slack", workspace="T1", external_id=f"U{key.upper()}",
+                                  address=f"D{key.upper()}", created_at=T0))  # fmt: skip
+            s.add(ChannelMark(key=f"slack:clicked:D{key.upper()}:1700.1", value="1", expires_at=T0, updated_at=T0))
             audit.record(s, actor="lead", action="story.view", now=T0, person_id=p.id, detail={"person": p.id})
         digest = build_digest(s, owner="lead", since=T0 - dt.timedelta(days=7), until=T0 + dt.timedelta(days=1),
                               threshold=2, quote_chars=160, encode=app.embedder.encode)  # fmt: skip

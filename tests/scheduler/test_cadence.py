@@ -81,12 +81,13 @@ def test_a_person_with_history_keeps_their_own_rhythm() -> None:
         period=SIX_MONTHS, program="customers", person_key="carol", enrolled_at=utc(2026, 1, 10), last_checkin_at=last
     )
     assert anchor == utc(2026, 5, 20, 14)
-    # Long silent: the slot rule applies instead of "right now".
-    stale = first_anchor(
-        period=SIX_MONTHS, program="customers", person_key="carol", enrolled_at=utc(2026, 1, 10),
-        last_checkin_at=utc(2024, 1, 1),
+    # Overdue (last answered in September 2025, twice a year): due at once, not at their slot
+    # in May 2027. The send window picks the moment.
+    overdue = first_anchor(
+        period=SIX_MONTHS, program="customers", person_key="carol", enrolled_at=utc(2026, 11, 30, 22),
+        last_checkin_at=utc(2025, 9, 15),
     )  # fmt: skip
-    assert stale >= utc(2026, 1, 10)
+    assert overdue == utc(2026, 11, 30, 22)
 
 
 def test_latest_due_steps_one_period_at_a_time() -> None:

@@ -17,7 +17,7 @@ from bot.channels.base import Address, Outbound, Sent
 from bot.delivery import Delivery
 from bot.runner import schedules_from_config
 from memory.db import transaction
-from memory.errors import PermanentFailure, RetryLater, Unreachable
+from memory.errors import DeliveryUnknown, PermanentFailure, RetryLater, Unreachable
 from memory.models import ChannelIdentity, Checkin, OutboxMessage, Person
 from memory.models_scheduler import OutboxSend, WorkerHeartbeat
 from scheduler.dispatch import Dispatcher, DispatchSettings
@@ -161,6 +161,26 @@ async def test_permanent_failure_and_unreachable_are_recorded_not_retried(schedu
         blocked = s.scalar(select(ChannelIdentity).where(ChannelIdentity.person_id == rows[1].person_id))
         assert blocked is not None
         assert blocked.reachable is False
+
+
+async def test_a_send_with_no_answer_is_recorded_unknown_and_never_sent_again(
+    scheduled_app: Callable[..., App],
+) -> None:
+    app = scheduled_app(window=ALL_DAY)
+    clock = Clock(dt.datetime(2026, 6, 2, 10, tzinfo=UTC))
+    channel = RecordingChannel()
+    channel.fail_with = [DeliveryUnknown("no answer within 30 s"), None]
+    dispatcher = setup(app, clock, 2, channel, concurrency=1)
+    await drain(app, dispatcher, clock)
+    rows = outbox(app)
+    assert [r.status for r in rows] == ["unknown", "sent"]
+    assert rows[0].last_error == "no answer within 30 s"
+    assert len(channel.attempts) == 2  # one try each: the unknown one is not resent
+    with transaction(app.sessions) as s:
+        # The invitation may have arrived: the check-in it opened stays open for the reminder.
+        opened = s.scalar(select(Checkin).where(Checkin.person_id == rows[0].person_id))
+        assert opened is not None
+        assert opened.status in ("invited", "in_progress")
 
 
 async def test_retries_stop_at_max_attempts(scheduled_app: Callable[..., App]) -> None:

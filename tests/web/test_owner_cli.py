@@ -70,8 +70,8 @@ def test_edit_and_close_a_promise(make_app) -> None:
         with pytest.raises(promises.EmptyPromise):
             promises.edit_promise(s, promise=p, text="  ")
         with pytest.raises(promises.UnknownStatus):
-            promises.set_status(s, promise=p, status="done")
-        promises.set_status(s, promise=p, status="kept")
+            promises.set_status(s, promise=p, status="done", now=NOW)
+        promises.set_status(s, promise=p, status="kept", now=NOW)
         assert promises.get_promise(s, p.id).status == "kept"
         assert promises.get_promise(s, 999) is None
         assert s.get(Promise, p.id).text == "a call back"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import prompts
+from bot.engine.people import HistoryEntry
 from bot.engine.ports import Outbound
 
 JSON = dict[str, Any]
@@ -51,12 +52,8 @@ def message_payload(message: Outbound) -> JSON:
     return {"text": message.text, "blocks": blocks}
 
 
-@dataclass(frozen=True)
-class HomeEntry:
-    when: dt.datetime
-    title: str
-    status: str
-    lines: list[tuple[str, str]]
+#: One check-in on the App Home (the engine's view of a person's own history).
+HomeEntry = HistoryEntry
 
 
 def home_view(*, entries: list[HomeEntry] | None, opted_out: bool) -> JSON:
@@ -116,6 +113,101 @@ def _quote(value: str) -> str:
 
 def _clip(text: str) -> str:
     return text if len(text) <= HOME_TEXT_CHARS else text[: HOME_TEXT_CHARS - 1] + "…"
+
+
+# The "Record a promise" shortcut's modals --------------------------------------------------------
+#
+# Every text that can hold someone's words is ``plain_text`` (shown exactly as typed) or an
+# input's value.
+
+#: The callback_id of the message shortcut (slack-manifest.yaml) and of its modal.
+PROMISE_SHORTCUT = "rapport_promise"
+PERSON_BLOCK, TEXT_BLOCK, DUE_BLOCK, VALUE = "person", "promise", "due", "value"
+# Slack's limits: an input's value and a plain_text section hold at most 3,000 characters.
+INPUT_CHARS = 3000
+
+
+@dataclass(frozen=True)
+class PromiseForm:
+    """What the owner submitted (unchecked: the engine decides)."""
+
+    person: str
+    text: str
+    due: dt.date | None
+
+
+def promise_modal(*, text: str, person: str | None) -> JSON:
+    """The form, prefilled with the message's words and, when Rapport knows its author, them."""
+    person_input: JSON = {
+        "type": "plain_text_input", "action_id": VALUE, "max_length": 320, "placeholder": _plain("dana@example.com"),
+    }  # fmt: skip
+    if person:
+        person_input["initial_value"] = person[:320]
+    text_input: JSON = {"type": "plain_text_input", "action_id": VALUE, "multiline": True, "max_length": INPUT_CHARS}
+    if text.strip():
+        text_input["initial_value"] = text.strip()[:INPUT_CHARS]
+    due: JSON = {"type": "datepicker", "action_id": VALUE}
+    return {
+        "type": "modal",
+        "callback_id": PROMISE_SHORTCUT,
+        "title": _plain("Record a promise"),
+        "submit": _plain("Record"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            {"type": "input", "block_id": PERSON_BLOCK, "label": _plain("Person (roster id or e-mail)"),
+             "element": person_input},
+            {"type": "input", "block_id": TEXT_BLOCK, "label": _plain("What was promised"), "element": text_input},
+            {"type": "input", "block_id": DUE_BLOCK, "optional": True, "label": _plain("Due"), "element": due},
+        ],
+    }  # fmt: skip
+
+
+def notice_modal(text: str) -> JSON:
+    """A modal that only says something (``text`` rendered for plain text) and closes."""
+    return {
+        "type": "modal",
+        "title": _plain("Record a promise"),
+        "close": _plain("Close"),
+        "blocks": [{"type": "section", "text": _plain(text[:INPUT_CHARS])}],
+    }
+
+
+def read_form(view: Any) -> PromiseForm | None:
+    """The submitted values, or None when the payload is not the promise form as Rapport built it."""
+    if not isinstance(view, dict) or view.get("callback_id") != PROMISE_SHORTCUT:
+        return None
+    values = _get(view, "state", "values")
+    if not isinstance(values, dict):
+        return None
+    person = _get(values, PERSON_BLOCK, VALUE, "value")
+    text = _get(values, TEXT_BLOCK, VALUE, "value")
+    due_value = _get(values, DUE_BLOCK, VALUE, "selected_date")
+    if not isinstance(person, str) or not isinstance(text, str):
+        return None
+    due = None
+    if isinstance(due_value, str) and due_value:
+        try:
+            due = dt.date.fromisoformat(due_value)
+        except ValueError:
+            return None
+    return PromiseForm(person=person, text=text, due=due)
+
+
+def errors_for(outcome: str, message: str) -> dict[str, str]:
+    """``response_action: errors`` for a refused submission: the message under the field at fault."""
+    return {TEXT_BLOCK if outcome == "usage" else PERSON_BLOCK: message[:INPUT_CHARS]}
+
+
+def _plain(text: str) -> JSON:
+    return {"type": "plain_text", "text": text, "emoji": False}
+
+
+def _get(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
 
 
 def _button(text: str, action_id: str, *, style: str | None = None) -> JSON:

@@ -1,0 +1,206 @@
+"""All owners' digests at scale, on SQLite and PostgreSQL; print JSON.
+
+    .venv/bin/python benchmarks/digests_scale.py            # smoke: 1,000 people (make bench)
+    .venv/bin/python benchmarks/digests_scale.py --full     # 10,000, 30,000 and 100,000 people
+
+Each size: ``people`` people, 100 per owner, six completed check-ins each (a rating and a reason
+with a 384-float embedding, as live answers have), every tenth person moving by 4 points in the
+last wave with a follow-up. Rows are written with bulk inserts (not timed). Then, timed, one
+``build_digest`` per owner over the last wave's period, each in its own transaction, as the
+digest dispatcher does: ``seconds`` of wall time, ``cpu_seconds`` of this process's CPU
+(PostgreSQL's own work is in its server processes). ``peak_rss_mb`` is the process's peak
+resident memory after the digests (generation writes in chunks of 5,000 rows, so it stays below
+it). PostgreSQL runs when
+``RAPPORT_BENCH_DATABASE_URL`` is set (an empty database or schema it may fill); the figures are
+linear in people when ``s_per_10k_people`` stays flat across sizes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import insert, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.app import build  # noqa: E402
+from bot.config import load_config  # noqa: E402
+from memory import db  # noqa: E402
+from memory.digests import build_digest  # noqa: E402
+from memory.models import Answer, Checkin, Owner, Person, Program  # noqa: E402
+from tests.fakes.embedder import HashingEmbedder  # noqa: E402
+
+T0 = dt.datetime(2023, 1, 2, 9, 0, tzinfo=dt.UTC)
+WAVES = 6
+PER_OWNER = 100
+CHUNK = 5000
+
+
+def fill(url: str, people: int) -> None:
+    app = build(load_config(ROOT / "config.yaml"), embedder=HashingEmbedder(), database_url=url, migrate=True)
+    blob = np.random.default_rng(0).standard_normal(384).astype(np.float32).tobytes()
+    with app.engine.begin() as conn:
+        program = conn.scalar(select(Program.id).where(Program.name == "customers"))
+        owners = [
+            {"key": f"owner{i}@example.com", "name": f"Owner {i}", "email": None, "created_at": T0}
+            for i in range(people // PER_OWNER)
+        ]
+        conn.execute(insert(Owner), owners)
+        owner_ids = list(conn.scalars(select(Owner.id).order_by(Owner.id)))
+        for start in range(0, people, CHUNK):
+            rows = [
+                {
+                    "key": f"p{i}",
+                    "name": f"Person {i}",
+                    "email": f"p{i}@example.com",
+                    "timezone": "UTC",
+                    "owner_id": owner_ids[i // PER_OWNER],
+                    "opted_out_at": None,
+                    "created_at": T0,
+                    "updated_at": T0,
+                }
+                for i in range(start, min(people, start + CHUNK))
+            ]
+            conn.execute(insert(Person), rows)
+        person_ids = list(conn.scalars(select(Person.id).order_by(Person.id)))
+    for start in range(0, people, CHUNK // WAVES):
+        with app.engine.begin() as conn:
+            chunk = person_ids[start : start + CHUNK // WAVES]
+            checkins = []
+            for n, pid in enumerate(chunk, start=start):
+                for w in range(WAVES):
+                    at = T0 + dt.timedelta(days=182 * w, minutes=n % 600)
+                    checkins.append(
+                        {
+                            "person_id": pid,
+                            "program_id": program,
+                            "wave_id": None,
+                            "status": "completed",
+                            "channel": "telegram",
+                            "state": {"stage": "done"},
+                            "source": "live",
+                            "started_at": at,
+                            "updated_at": at,
+                            "completed_at": at,
+                            "expires_at": None,
+                            "reminders_sent": 0,
+                        }
+                    )
+            ids = conn.execute(insert(Checkin).returning(Checkin.id, sort_by_parameter_order=True), checkins)
+            answers = []
+            for (cid,), row in zip(ids, checkins, strict=True):
+                n = row["person_id"]
+                last = row["started_at"] >= T0 + dt.timedelta(days=182 * (WAVES - 1))
+                rating = 4 if last and n % 10 == 0 else 8
+                common = {
+                    "checkin_id": cid,
+                    "person_id": row["person_id"],
+                    "program_id": program,
+                    "answered_at": row["started_at"],
+                    "skipped": False,
+                    "edited_at": None,
+                    "source_ref": None,
+                }
+                answers.append(
+                    {
+                        **common,
+                        "question": "recommend",
+                        "kind": "rating",
+                        "rating": rating,
+                        "text": None,
+                        "embedding": None,
+                        "embedding_model": None,
+                    }
+                )
+                answers.append(
+                    {
+                        **common,
+                        "question": "reason",
+                        "kind": "text",
+                        "rating": None,
+                        "text": f"Support was {'slow' if rating < 8 else 'quick'} this time, person {n}.",
+                        "embedding": blob,
+                        "embedding_model": "bench",
+                    }
+                )
+            conn.execute(insert(Answer), answers)
+    if app.engine.dialect.name == "postgresql":
+        # What autovacuum does soon after a bulk load; without statistics the planner guesses
+        # badly (1.7 s per owner at 10,000 people instead of 0.1 s).
+        with app.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    app.close()
+
+
+def run(url: str, people: int) -> dict[str, object]:
+    app = build(load_config(ROOT / "config.yaml"), embedder=HashingEmbedder(), database_url=url, migrate=False)
+    since, until = T0 + dt.timedelta(days=182 * (WAVES - 1) - 7), T0 + dt.timedelta(days=182 * (WAVES - 1) + 7)
+    with db.transaction(app.sessions) as s:
+        owners = list(s.scalars(select(Owner.key).order_by(Owner.id)))
+    started, cpu = time.perf_counter(), time.process_time()
+    changes = 0
+    for owner in owners:
+        with db.transaction(app.sessions) as s:
+            changes += len(build_digest(s, owner=owner, since=since, until=until).changes)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    app.close()
+    return {
+        "people": people,
+        "owners": len(owners),
+        "checkins": people * WAVES,
+        "changes": changes,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "s_per_10k_people": round(seconds / people * 10_000, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def measure(kind: str, people: int) -> dict[str, object]:
+    """Fill and measure in a child process, so each size's peak memory is its own."""
+    code = f"import sys; sys.argv=['x']; from benchmarks_digests_scale import child; child({kind!r}, {people})"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}"}
+    code = code.replace("benchmarks_digests_scale", "digests_scale")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        return {"people": people, "error": done.stderr.strip().splitlines()[-1:]}
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def child(kind: str, people: int) -> None:
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/scale.db"
+            fill(url, people)
+            print(json.dumps(run(url, people)))
+        return
+    url = os.environ["RAPPORT_BENCH_DATABASE_URL"]
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS bench_digests CASCADE"))
+        conn.execute(text("CREATE SCHEMA bench_digests"))
+    engine.dispose()
+    sep = "&" if "?" in url else "?"
+    scoped = f"{url}{sep}options=-csearch_path%3Dbench_digests"
+    fill(scoped, people)
+    print(json.dumps(run(scoped, people)))
+
+
+if __name__ == "__main__":
+    sizes = (10_000, 30_000, 100_000) if "--full" in sys.argv else (1_000,)
+    kinds = ["sqlite"] + (["postgresql"] if os.environ.get("RAPPORT_BENCH_DATABASE_URL") else [])
+    out = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "waves": WAVES, "per_owner": PER_OWNER}
+    for kind in kinds:
+        out[kind] = [measure(kind, n) for n in sizes]
+    print(json.dumps(out, indent=2))

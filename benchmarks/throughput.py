@@ -1,0 +1,148 @@
+"""Imports, ``compare --pairs`` and themes against the raw encode rate of the same run; JSON.
+
+    .venv/bin/python benchmarks/throughput.py                    # smoke: 200 texts (make bench)
+    .venv/bin/python benchmarks/throughput.py --full             # 2,000 texts, 1,000 pairs/comments
+    .venv/bin/python benchmarks/throughput.py --full --backend torch
+
+Figures (backend from ``embeddings.backend``, ``onnx-int8`` unless ``--backend``):
+
+* ``raw_encode_per_s``: one length-sorted ``encode`` of the texts: the baseline;
+* ``import``: ``rapport answers import`` of one reason per person (people imported first, not
+  timed) into SQLite, texts/s and the ratio to the baseline;
+* ``compare_pairs``: ``ChangeDetector.assess_pairs`` (what ``rapport compare --pairs`` runs),
+  pairs/s, and the raw encode rate of the same distinct texts (and clauses) for the ratio;
+* ``themes``: ``cluster_themes`` on 1,000 comments (vectors given), seconds, and the chosen k;
+  ``themes_old_kmeans_s``: the former choice of k (ten k-means starts for every k), same vectors.
+
+Texts are NHS Friends and Family Test comments from ``../shared/data/feedback`` when present
+(``RAPPORT_SHARED_DATA`` points elsewhere), else sentences made up here.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("RAPPORT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+FEEDBACK = DATA / "feedback" / "v6framework_230831.csv"
+NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def comments(n: int) -> list[str]:
+    if FEEDBACK.is_file():
+        with FEEDBACK.open(encoding="utf-8") as f:
+            texts = [" ".join(r["FFT answer"].split()) for r in csv.DictReader(f)]
+        texts = list(dict.fromkeys(t for t in texts if len(t) >= 25))
+        return texts[:n]
+    words = [
+        "support",
+        "pricing",
+        "onboarding",
+        "dashboard",
+        "reports",
+        "tickets",
+        "manager",
+        "renewal",
+        "speed",
+        "training",
+    ]
+    return [
+        f"The {words[i % 10]} was {'slow' if i % 3 else 'great'} and the {words[(i * 7) % 10]} helped, case {i}."
+        for i in range(n)
+    ]
+
+
+def old_choose_k(vectors: np.ndarray, max_k: int = 8) -> int:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    best = (-2.0, 1)
+    for k in range(2, max_k + 1):
+        labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(vectors)
+        score = float(silhouette_score(vectors, labels, metric="cosine"))
+        best = max(best, (score, k))
+    return best[1]
+
+
+def main(full: bool, backend: str) -> dict[str, object]:
+    from bot.app import build, make_embedder
+    from bot.cli.people import import_answers_text, import_people_text
+    from bot.config import load_config
+    from memory.changes import ChangeDetector
+    from memory.themes import choose_k, cluster_themes
+
+    base = load_config(ROOT / "config.yaml")
+    config = base.model_copy(update={"embeddings": base.embeddings.model_copy(update={"backend": backend})})
+    embedder = make_embedder(config)
+    texts = comments(2000 if full else 200)
+    embedder.encode(texts[:8])  # load the model outside the timings
+    started = time.perf_counter()
+    vectors = embedder.encode(texts)
+    raw = len(texts) / (time.perf_counter() - started)
+    out: dict[str, object] = {
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "backend": backend,
+        "texts": len(texts),
+        "raw_encode_per_s": round(raw),
+    }
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = build(config, embedder=embedder, database_url=f"sqlite:///{tmp}/t.db", migrate=True)
+        roster = "id,name,email,timezone,owner,programs\n" + "".join(
+            f"p{i},P{i},p{i}@example.com,UTC,lead@example.com,customers\n" for i in range(len(texts))
+        )
+        import_people_text(app, roster, NOW)
+        rows = "".join(f'p{i},customers,reason,2025-09-01,,"{t.replace(chr(34), "")}"\n' for i, t in enumerate(texts))
+        started = time.perf_counter()
+        report = import_answers_text(app, "person,program,question,answered_at,rating,text\n" + rows, NOW)
+        rate = report.created / (time.perf_counter() - started)
+        app.close()
+    out["import"] = {"texts_per_s": round(rate), "ratio_to_raw": round(rate / raw, 2), "rejected": len(report.problems)}
+
+    n = len(texts) // 2
+    pairs = list(zip(texts[:n], texts[n : 2 * n], strict=True))
+    detector = ChangeDetector(embedder=embedder)
+    started = time.perf_counter()
+    detector.assess_pairs(pairs)
+    pair_rate = n / (time.perf_counter() - started)
+    needed = list(dict.fromkeys(t for p, c in pairs for t in (p, c, *detector._clause_texts(p, c))))
+    started = time.perf_counter()
+    embedder.encode(needed)
+    same_texts = n / (time.perf_counter() - started)  # pairs/s if encoding were all the work
+    out["compare_pairs"] = {
+        "pairs": n,
+        "pairs_per_s": round(pair_rate),
+        "encode_only_pairs_per_s": round(same_texts),
+        "ratio_to_raw": round(pair_rate / same_texts, 2),
+        "texts_per_pair": round(len(needed) / n, 2),
+    }
+
+    thousand = vectors[:1000]
+    started = time.perf_counter()
+    themes = cluster_themes(texts[:1000], thousand, max_k=8)
+    out["themes"] = {
+        "comments": len(thousand),
+        "seconds": round(time.perf_counter() - started, 2),
+        "k": len(themes),
+        "chosen_k_new": choose_k(thousand, max_k=8)[0],
+    }
+    if full:
+        started = time.perf_counter()
+        out["themes"]["chosen_k_old"] = old_choose_k(thousand)  # type: ignore[index]
+        out["themes"]["old_kmeans_s"] = round(time.perf_counter() - started, 2)  # type: ignore[index]
+    return out
+
+
+if __name__ == "__main__":
+    chosen = sys.argv[sys.argv.index("--backend") + 1] if "--backend" in sys.argv else "onnx-int8"
+    print(json.dumps(main("--full" in sys.argv, chosen), indent=2, ensure_ascii=False))

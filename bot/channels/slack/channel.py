@@ -1,0 +1,307 @@
+"""``SlackChannel``: check-ins in Slack DMs. It composes the parts of this folder and carries out
+what a payload asks for; the engine decides what to say.
+
+* a person's DM (text, a typed number, ``help``/``skip``/``stop``/``start``) -> an answer;
+* a rating button -> acknowledged at once, the message updated to show the choice (once, whichever
+  process sees the click first), then the choice is the answer;
+* an edited DM corrects that answer, a deleted one changes nothing, a file is a ``non_text``;
+* the App Home (``home``), the *Record a promise* shortcut (``shortcut``);
+* roster entries with an e-mail are linked to Slack users (``users.lookupByEmail``), now and
+  every ``link_every_seconds``, and when they write first (``linking``).
+
+Slack retries an event it thinks we missed, and the engine processes each ``event_id`` once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+import prompts
+from bot.channels import pacing
+from bot.channels.base import Address, Inbound, Markup, Outbound, Sent
+from bot.channels.slack import home, shortcut
+from bot.channels.slack.blocks import JSON
+from bot.channels.slack.install import BOT_SCOPES, ThreadedInstallationStore, ThreadedStateStore
+from bot.channels.slack.linking import LinkReport, RosterLinker
+from bot.channels.slack.receiver import Ack, SlackReceiver
+from bot.channels.slack.translate import (
+    NAME,
+    chosen_view,
+    is_bot,
+    obj,
+    text_of,
+    translate_message,
+    translate_rating,
+    workspace_of,
+)
+from bot.channels.slack.transport import DEFAULT_API_BASE_URL, SlackTransport
+from bot.engine.marks import Marks
+from bot.engine.owners import OwnerCommands
+from bot.engine.people import People
+from bot.engine.service import CheckinService
+
+log = logging.getLogger("bot.channels.slack")
+
+#: A rating message answered once stays answered (in every process) this long.
+CLICKED_FOR = dt.timedelta(days=60)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlackOAuth:
+    """The optional multi-workspace install flow (``/slack/install``, ``/slack/oauth_redirect``)."""
+
+    client_id: str
+    client_secret: str
+    engine: Engine
+    # Where Slack sends people back after the install; Slack's app settings decide when None.
+    redirect_uri: str | None = None
+    state_expiration_seconds: int = 600
+
+
+class SlackChannel:
+    """Check-ins in Slack DMs. Implements ``bot.channels.base.Channel``."""
+
+    name = NAME
+    markup: Markup = "slack_mrkdwn"
+
+    def __init__(
+        self,
+        *,
+        service: CheckinService,
+        bot_token: str | None,
+        signing_secret: str | None = None,
+        mode: str = "socket",
+        app_token: str | None = None,
+        api_base_url: str = DEFAULT_API_BASE_URL,
+        oauth: SlackOAuth | None = None,
+        people: People | None = None,
+        owners: OwnerCommands | None = None,
+        marks: Marks | None = None,
+        pace_seconds: float = 1.0,
+        overall_rate: float = 0.0,
+        max_wait_seconds: float = 5.0,
+        retries: int = 2,
+        retry_backoff: float = 0.5,
+        timeout_seconds: float = 30.0,
+        link_every_seconds: float = 3600.0,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        if mode not in ("socket", "http"):
+            raise ValueError(f"unknown Slack mode {mode!r}")
+        if mode == "socket" and not app_token:
+            raise ValueError("Socket Mode needs an app-level token")
+        if mode == "http" and not signing_secret:
+            raise ValueError("HTTP mode needs the signing secret")
+        if oauth is None and not bot_token:
+            raise ValueError("a bot token is needed unless the multi-workspace install flow is on")
+        self.service = service
+        self.people = people or People(service=service)
+        self.owners = owners or OwnerCommands(sessions=service.sessions)
+        self.marks = marks or Marks(service.sessions)
+        self.mode = mode
+        self.clock = clock
+        self.link_every_seconds = link_every_seconds
+        self.multi_workspace = oauth is not None
+        self.installations: ThreadedInstallationStore | None = None
+        settings: AsyncOAuthSettings | None = None
+        if oauth is not None:
+            self.installations = ThreadedInstallationStore.on(oauth.engine, client_id=oauth.client_id)
+            settings = AsyncOAuthSettings(
+                client_id=oauth.client_id,
+                client_secret=oauth.client_secret,
+                scopes=list(BOT_SCOPES),
+                redirect_uri=oauth.redirect_uri,
+                installation_store=self.installations,
+                installation_store_bot_only=True,
+                state_store=ThreadedStateStore.on(oauth.engine, expiration_seconds=oauth.state_expiration_seconds),
+            )
+        self.transport = SlackTransport(
+            bot_token=bot_token, api_base_url=api_base_url, installations=self.installations,
+            pacer=pacing.Pacer(per_conversation=1 / pace_seconds if pace_seconds > 0 else 0.0, overall=overall_rate),
+            policy=pacing.Policy(attempts=retries + 1, backoff=retry_backoff, max_wait=max_wait_seconds),
+            people=self.people, marks=self.marks, clock=clock, timeout=timeout_seconds,
+        )  # fmt: skip
+        self.receiver = SlackReceiver(
+            client=self.transport.client, mode=mode, signing_secret=signing_secret, app_token=app_token,
+            oauth_settings=settings,
+        )  # fmt: skip
+        self.receiver.register(self)
+        self.bolt = self.receiver.bolt
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.linker = RosterLinker(
+            people=self.people, transport=self.transport, clock=clock, every_seconds=link_every_seconds
+        )
+
+    @property
+    def team_id(self) -> str | None:
+        return self.transport.team_id
+
+    # Channel protocol -------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return self.receiver.routes()
+
+    async def start(self) -> None:
+        """Check the token (``auth.test``), connect Socket Mode, and start linking the roster by
+        e-mail in the background."""
+        if not self.multi_workspace:
+            auth = await self.transport.client.auth_test()
+            self.transport.team_id = str(auth.get("team_id") or "") or None
+            log.info("slack connected", extra={"team": self.team_id, "mode": self.mode})
+        self.linker.start()
+        await self.receiver.connect()
+
+    async def stop(self) -> None:
+        await self.linker.stop()
+        await self.receiver.close()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until the work started so far is done: acknowledged events, and the first round of
+        linking the roster after ``start``."""
+        await self.linker.first_round()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def link_people(self) -> LinkReport:
+        """Link roster entries that have an e-mail but no Slack identity (``rapport slack link``)."""
+        return await self.linker.link_people()
+
+    async def send(self, address: Address, messages: Sequence[Outbound]) -> Sent:
+        """Post messages in the person's DM, in order and at Slack's pace, or raise DeliveryError."""
+        return await self.transport.send(address, messages)
+
+    # Handing payloads to work -----------------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("slack: handling an event failed")
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def workspace(self, body: JSON) -> str:
+        return workspace_of(body, multi_workspace=self.multi_workspace)
+
+    async def handle(self, inbound: Inbound) -> list[Outbound]:
+        try:
+            return await asyncio.to_thread(self.service.handle, inbound, markup=self.markup)
+        except IntegrityError:
+            # The same event committed by another worker a moment ago: it is done, say nothing.
+            log.info("slack: concurrent duplicate event ignored")
+            return []
+        except Exception:
+            log.exception("slack: the engine failed on an inbound event", extra={"kind": inbound.kind})
+            return [Outbound(text=prompts.render("person/try_again", self.markup))]
+
+    async def reply(
+        self, client: AsyncWebClient, channel: str, replies: Sequence[Outbound], thread: str | None
+    ) -> None:
+        for message in replies:
+            try:
+                await self.transport.post(client, channel, message, thread=thread)
+            except Exception:
+                log.exception("slack: a reply could not be posted", extra={"conversation": channel})
+                return
+
+    # Payloads ---------------------------------------------------------------------------------
+
+    async def on_message(self, body: JSON, client: AsyncWebClient) -> None:
+        translated = translate_message(body, workspace=self.workspace(body), now=self.clock())
+        if translated is None:
+            event = obj(body.get("event"))
+            log.debug(
+                "slack message ignored",
+                extra={"subtype": str(event.get("subtype"))[:50], "channel_type": str(event.get("channel_type"))[:20]},
+            )
+            return
+        inbound, channel, thread = translated
+        if inbound.kind in ("text", "non_text"):
+            await self.linker.link_sender(client, inbound.sender, inbound.workspace)
+        await self.reply(client, channel, await self.handle(inbound), thread)
+
+    async def on_rating(self, body: JSON, client: AsyncWebClient) -> None:
+        translated = translate_rating(body, workspace=self.workspace(body), now=self.clock())
+        if translated is None:
+            return
+        inbound, channel, message_ts = translated
+        key = f"slack:clicked:{channel}:{message_ts}"
+        if not await asyncio.to_thread(self.marks.claim, key, now=self.clock(), ttl=CLICKED_FOR):
+            # A second click before the buttons were replaced (in this process or another): the
+            # first one is the answer (the engine's idempotency key says so too), so the message
+            # must not show this one.
+            log.info("slack: a second click on the same rating message ignored")
+            return
+        view = chosen_view(body.get("message"), inbound.value)
+        if view is not None:
+            text, blocks = view
+            try:
+                await client.chat_update(channel=channel, ts=message_ts, text=text, blocks=blocks)
+            except (SlackApiError, aiohttp.ClientError, TimeoutError):
+                log.warning("slack: the rating message could not be updated", extra={"conversation": channel})
+        await self.reply(client, channel, await self.handle(inbound), None)
+
+    async def on_mention(self, body: JSON, client: AsyncWebClient) -> None:
+        """@Rapport in a channel: tell the person, privately, that check-ins happen in the DM."""
+        event = obj(body.get("event"))
+        user, channel = text_of(event.get("user")), text_of(event.get("channel"))
+        if not user or not channel or is_bot(event):
+            return
+        try:
+            await client.chat_postEphemeral(
+                channel=channel, user=user, text=prompts.render("person/slack_dm_only", self.markup)
+            )
+        except (SlackApiError, aiohttp.ClientError, TimeoutError):
+            log.info("slack: could not answer a mention", extra={"conversation": channel})
+
+    async def on_revoked(self, body: JSON, *, uninstalled: bool) -> None:
+        team = str(body.get("team_id") or "")
+        enterprise = body.get("enterprise_id") or None
+        tokens = obj(obj(body.get("event")).get("tokens"))
+        if self.installations is not None:
+            if uninstalled:
+                await self.installations.async_delete_all(enterprise_id=enterprise, team_id=team)
+            else:
+                if tokens.get("bot"):
+                    await self.installations.async_delete_bot(enterprise_id=enterprise, team_id=team)
+                for user in tokens.get("oauth") or []:
+                    await self.installations.async_delete_installation(
+                        enterprise_id=enterprise, team_id=team, user_id=str(user)
+                    )
+        elif not uninstalled and not tokens.get("bot"):
+            return  # only user tokens went; the bot still works
+        self.transport.disable(team)
+        log.warning("slack installation disabled", extra={"team": team, "uninstalled": uninstalled})
+
+    async def on_home_opened(self, body: JSON, client: AsyncWebClient) -> None:
+        await home.opened(self, body, client)
+
+    async def on_home_button(self, body: JSON, client: AsyncWebClient) -> None:
+        await home.button(self, body, client)
+
+    async def on_promise_shortcut(self, body: JSON, client: AsyncWebClient) -> None:
+        await shortcut.open_form(self, body, client)
+
+    async def on_promise_form(self, ack: Ack, body: JSON) -> None:
+        await shortcut.submit(self, ack, body)
