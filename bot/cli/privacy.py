@@ -154,3 +154,50 @@ def retention_run(
     verb = "would delete" if dry_run else "deleted"
     typer.echo(f"{verb} free text older than {report.cutoff.date().isoformat()}: {report.answers} answer(s), "
                f"{report.followups} follow-up answer(s), {report.outcomes} outcome comment(s)")  # fmt: skip
+
+
+@app.command()
+def optout(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="The person's id or e-mail.")],
+    by: By = None,
+) -> None:
+    """Stop every message to a person (as their own "stop" does), until they or an operator opt back in."""
+    _consent(ctx, person, by, stop=True)
+
+
+@app.command()
+def optin(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="The person's id or e-mail.")],
+    by: By = None,
+) -> None:
+    """Let Rapport write to a person again after an opt-out (recorded with who did it)."""
+    _consent(ctx, person, by, stop=False)
+
+
+def _consent(ctx: typer.Context, ref: str, by: str | None, *, stop: bool) -> None:
+    from bot.engine import people
+    from memory import audit, store
+    from memory.db import transaction
+
+    application = build_app(ctx)
+    now = utcnow()
+    try:
+        with transaction(application.sessions) as s:
+            who = store.require_person(s, ref)
+            changed = who.opted_out_at is None if stop else who.opted_out_at is not None
+            if stop:
+                people.opt_out(s, who, now)
+            else:
+                people.opt_in(s, who)
+            if changed:
+                action = "person.optout" if stop else "person.optin"
+                audit.record(s, actor=operator(by), action=action, now=now, person_id=who.id)
+            key = who.key
+    finally:
+        application.close()
+    if stop:
+        typer.echo(f"{key}: opted out" if changed else f"{key} had already opted out")
+    else:
+        typer.echo(f"{key}: opted back in" if changed else f"{key} had not opted out")
