@@ -63,6 +63,8 @@ class ErasureReport:
     reference: str
     counts: dict[str, int] = field(default_factory=dict)
     digest_files: list[str] = field(default_factory=list)
+    # SQLite only: False when the WAL could not be truncated yet (another process was reading).
+    wal_truncated: bool = True
 
 
 def find_person(s: Session, ref: str) -> Person:
@@ -240,16 +242,17 @@ def forget(
     if digest_folder is not None:
         report.digest_files = redact_digest_files(digest_folder, marks)
     if sqlite:
-        scrub_sqlite(sessions)
+        report.wal_truncated = scrub_sqlite(sessions)
     return report
 
 
-def scrub_sqlite(sessions: sessionmaker[Session]) -> None:
-    """Move the WAL into the database file and truncate it, so no old page copy keeps words."""
+def scrub_sqlite(sessions: sessionmaker[Session]) -> bool:
+    """Move the WAL into the database file and truncate it, so no old page copy keeps words.
+
+    False when another connection (a running ``rapport run``) kept the checkpoint from finishing:
+    the WAL is then truncated by the next checkpoint, and the operator is told.
+    """
     with sessions() as s:
-        conn = s.connection()
-        conn.exec_driver_sql("PRAGMA secure_delete=OFF")
+        busy, _, _ = s.connection().execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).one()
         s.commit()
-        conn = s.connection()
-        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-        s.commit()
+    return not busy

@@ -96,6 +96,12 @@ def forget(
     if report.digest_files:
         typer.echo(f"digest files rewritten: {len(report.digest_files)}")
     typer.echo(f"erasure reference: {report.reference}")
+    if not report.wal_truncated:
+        typer.echo(
+            "warning: another process was reading the database, so its -wal file may keep the erased words "
+            "until the next checkpoint (it is truncated once `rapport run` stops or checkpoints)",
+            err=True,
+        )
 
 
 @app.command("audit")

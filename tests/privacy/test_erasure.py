@@ -137,3 +137,23 @@ def test_missing_digest_folder_is_not_an_error(world: tuple[App, Path], tmp_path
     report = erasure.forget(app.sessions, "ann", actor="cli:dpo", now=NOW, digest_folder=tmp_path / "absent")
     assert report.digest_files == []
     assert ANN_MARK not in table_text(app)
+
+
+def test_a_reader_in_another_process_is_reported(world: tuple[App, Path]) -> None:
+    app, folder = world
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("the WAL is SQLite's")
+    import sqlite3
+
+    path = sqlite_path(str(app.engine.url))
+    reader = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM answers").fetchone()
+        report = erasure.forget(app.sessions, "ann", actor="cli:dpo", now=NOW, digest_folder=folder)
+    finally:
+        reader.close()
+    assert report.wal_truncated is False
+    assert ANN_MARK not in table_text(app)
+    assert erasure.scrub_sqlite(app.sessions) is True
+    assert ANN_MARK.encode() not in file_bytes(app)
