@@ -3,7 +3,6 @@ case, validation problems in Rapport's words, and relative paths read from the f
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,24 +10,11 @@ if TYPE_CHECKING:
     from bot.config import Config
 
 
-@lru_cache(maxsize=1)
-def _zones_by_folded_name() -> dict[str, str]:
-    from zoneinfo import available_timezones
-
-    return {name.casefold(): name for name in available_timezones()} | {"utc": "UTC", "z": "UTC"}
-
-
 def canonical_zone(value: str) -> str:
-    """An IANA time zone as the database spells it: ``utc`` and ``UTC`` are both UTC, and
-    ``europe/london`` is Europe/London (file systems that ignore case would accept it anyway)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    """An IANA time zone as the database spells it (the rule lives in :mod:`memory.zones`)."""
+    from memory.zones import canonical_zone as canonical
 
-    name = _zones_by_folded_name().get(value.strip().casefold(), value)
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin, or UTC)") from None
-    return name
+    return canonical(value)
 
 
 # What a pattern-checked setting should look like, by its name, for the operator to read.

@@ -115,6 +115,21 @@ class ChangeDetector:
         """``history`` is oldest first; its last item is the previous answer."""
         if not history and previous_rating is None:
             return Assessment(changed=False, score=0.0, reasons=())
+        return self.embed_and_assess(
+            text=text, rating=rating, history=history, previous_rating=previous_rating, embedding=embedding
+        )[1]
+
+    def embed_and_assess(
+        self,
+        *,
+        text: str,
+        rating: int | None,
+        history: Sequence[PastAnswer],
+        previous_rating: int | None = None,
+        embedding: NDArray[np.float32] | None = None,
+    ) -> tuple[NDArray[np.float32], Assessment]:
+        """The answer's embedding and its assessment, from one ``encode`` call for the answer, its
+        clauses and any earlier answer stored without an embedding."""
         text = clean(text)
         known: dict[str, NDArray[np.float32]] = {}
         if embedding is not None:
@@ -126,7 +141,9 @@ class ChangeDetector:
         if history:
             needed += self._clause_texts(clean(history[-1].text), text)
         vectors = _Vectors(self.embedder, needed, known)
-        return self._assess_one(text, rating, history, previous_rating, vectors)
+        if not history and previous_rating is None:
+            return vectors[text], Assessment(changed=False, score=0.0, reasons=())
+        return vectors[text], self._assess_one(text, rating, history, previous_rating, vectors)
 
     def assess_pairs(
         self,

@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +24,8 @@ from memory.embeddings import Embedder, encode_many, to_bytes
 from memory.errors import ImportProblem
 from memory.models import Answer, ChannelIdentity, Checkin, Enrollment, Person, Program
 from memory.models_scheduler import Absence
+from memory.text import clean_text
+from memory.zones import canonical_zone
 
 PEOPLE_COLUMNS = ("id", "name", "email", "timezone", "owner", "programs")
 # Optional ``slack_user`` column: a Slack user id (``U0123ABCD``), or ``T0123:U0123ABCD`` for
@@ -46,7 +47,8 @@ class ImportReport:
 
 
 def _reader(text: str, required: Iterable[str]) -> csv.DictReader[str]:
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    # People's words are cleaned as at every other door (no NUL or control characters, NFC).
+    reader = csv.DictReader(io.StringIO(clean_text(text.lstrip("\ufeff"))))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in required if c not in header]
     if missing:
@@ -100,13 +102,10 @@ def import_people(
             report.problems.append(ImportProblem(line, f"id {key!r} is already on line {seen_ids[key]}"))
             continue
         seen_ids[key] = line
-        tz = (row.get("timezone") or "").strip() or "UTC"
         try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            report.problems.append(
-                ImportProblem(line, f"unknown time zone {tz!r} (use an IANA name such as Europe/Berlin)")
-            )
+            tz = canonical_zone((row.get("timezone") or "").strip() or "UTC")
+        except ValueError as exc:
+            report.problems.append(ImportProblem(line, str(exc)))
             continue
         email = (row.get("email") or "").strip() or None
         if email and ("@" not in email or " " in email):

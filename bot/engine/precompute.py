@@ -97,14 +97,16 @@ def read_turn(
 
 def compute(needed: Needed, detector: ChangeDetector) -> Precomputed:
     """The model's work, with no transaction open: embed, and compare with the history."""
-    vector = detector.embedder.encode([needed.text])[0]
     assessment = None
-    if needed.history is not None:
-        assessment = (
-            detector.assess(text=needed.text, rating=needed.rating, history=list(needed.history), embedding=vector)
-            if needed.history
-            else Assessment(changed=False, score=0.0, reasons=())
+    if needed.history:
+        # The answer and its clauses in one encode call.
+        vector, assessment = detector.embed_and_assess(
+            text=needed.text, rating=needed.rating, history=list(needed.history)
         )
+    else:
+        vector = detector.embedder.encode([needed.text])[0]
+        if needed.history is not None:
+            assessment = Assessment(changed=False, score=0.0, reasons=())
     return Precomputed(
         basis=needed.basis, text=needed.text, embedding=to_bytes(vector), model_id=detector.embedder.model_id,
         assessment=assessment,

@@ -86,3 +86,28 @@ def test_a_large_roster_goes_in_whole_across_batches(make_app) -> None:
         from memory.models import Person
 
         assert s.scalar(select(func.count()).select_from(Person)) == 1203
+
+
+def test_time_zones_in_any_case_and_control_characters_are_cleaned(make_app) -> None:
+    from memory import store
+    from memory.db import transaction
+
+    app = make_app()
+    roster = (
+        "id,name,email,timezone,owner,programs\n"
+        "ann,Ann\x00 Lee,ann@example.com,utc,,customers\n"
+        "bob,Bob,bob@example.com,europe/london,,customers\n"
+        "cy,Cy,cy@example.com,Mars/Olympus,,customers\n"
+    )
+    report = import_people_text(app, roster, NOW)
+    assert _messages(report) == {4: "unknown time zone 'Mars/Olympus' (use an IANA name such as Europe/Berlin, or UTC)"}
+    assert report.created == 2
+    answers = (
+        "person,program,question,answered_at,rating,text\nann,customers,reason,2025-09-01,,Fast\x00 support\x1b.\n"
+    )
+    assert import_answers_text(app, answers, NOW).created == 1
+    with transaction(app.sessions) as s:
+        ann, bob = store.require_person(s, "ann"), store.require_person(s, "bob")
+        assert (ann.name, ann.timezone, bob.timezone) == ("Ann Lee", "UTC", "Europe/London")
+        (checkin,) = store.history(s, ann.id)
+        assert [a.text for a in checkin.answers] == ["Fast support."]
