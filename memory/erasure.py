@@ -58,6 +58,40 @@ _MIN_FRAGMENT = 12
 _FRAGMENT_CHARS = 24
 
 
+#: Every table, and what erasure does with it. A test fails when a table is added without a line
+#: here, so whoever adds one decides (and says) how it is erased.
+TABLES: dict[str, str] = {
+    "people": "deleted",
+    "answers": "deleted",
+    "checkins": "deleted",
+    "followups": "deleted",
+    "promises": "deleted",
+    "outcomes": "deleted",
+    "enrollments": "deleted",
+    "channel_identities": "deleted",
+    "channel_marks": "deleted (keys holding the person's chat ids)",
+    "absences": "deleted",
+    "outbox": "the person's rows deleted; other rows lose the link to their check-ins",
+    "outbox_contents": "the person's deleted; owner digests redacted",
+    "outbox_sends": "the person's deleted",
+    "audit_log": "kept without the person (person_id NULL); the erasure record added",
+    "owner_accounts": "deleted with --owner-login",
+    "login_tokens": "deleted with --owner-login",
+    "login_failures": "deleted with --owner-login",
+    "owners": "kept (owners are not the person; their login only on request)",
+    "owner_identities": "kept (an owner's chat accounts)",
+    "programs": "no personal data",
+    "waves": "no personal data",
+    "processed_events": "no personal data (event ids and invite nonces)",
+    "scheduler_leases": "no personal data",
+    "worker_heartbeats": "no personal data",
+    "alembic_version": "no personal data",
+    "slack_installations": "kept (the workspace's app installation: the installing admin's user id and tokens)",
+    "slack_bots": "kept (the workspace's bot tokens)",
+    "slack_oauth_states": "no personal data (short-lived OAuth states)",
+}
+
+
 @dataclass
 class ErasureReport:
     reference: str

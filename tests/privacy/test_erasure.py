@@ -157,3 +157,11 @@ def test_a_reader_in_another_process_is_reported(world: tuple[App, Path]) -> Non
     assert ANN_MARK not in table_text(app)
     assert erasure.scrub_sqlite(app.sessions) is True
     assert ANN_MARK.encode() not in file_bytes(app)
+
+
+def test_every_table_has_an_erasure_decision(make_app: Callable[..., App]) -> None:
+    app = make_app()
+    with app.engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+    missing = sorted(tables - set(erasure.TABLES))
+    assert not missing, f"say in memory.erasure.TABLES how these are erased: {missing}"
