@@ -24,8 +24,8 @@ import datetime as dt
 import hashlib
 import html
 import json
+import re
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,36 +119,35 @@ def matches(ref: str, key: str) -> bool:
     return secrets.compare_digest(reference(key, salt), ref)
 
 
-def fingerprints(s: Session, person: Person) -> list[str]:
-    """Strings whose presence in a digest line means the line is about this person."""
-    words: list[str] = [person.key]
-    if person.name:
-        words.append(person.name)
-    words += [t for t in s.scalars(select(Answer.text).where(Answer.person_id == person.id)) if t]
-    words += [t for t in s.scalars(select(Promise.text).where(Promise.person_id == person.id)) if t]
+def fingerprints(s: Session, person: Person) -> re.Pattern[str]:
+    """What, in a digest line, means the line is about this person: their key or name as a whole
+    word, or the start of any of their words (as typed, HTML-escaped or JSON-escaped)."""
+    texts = [t for t in s.scalars(select(Answer.text).where(Answer.person_id == person.id)) if t]
+    texts += [t for t in s.scalars(select(Promise.text).where(Promise.person_id == person.id)) if t]
     checkin_ids = select(Checkin.id).where(Checkin.person_id == person.id)
-    words += [t for t in s.scalars(select(FollowUp.answer_text).where(FollowUp.checkin_id.in_(checkin_ids))) if t]
+    texts += [t for t in s.scalars(select(FollowUp.answer_text).where(FollowUp.checkin_id.in_(checkin_ids))) if t]
     promise_ids = select(Promise.id).where(Promise.person_id == person.id)
-    words += [t for t in s.scalars(select(Outcome.comment).where(Outcome.promise_id.in_(promise_ids))) if t]
-    found: set[str] = set()
-    for word in words:
-        for line in word.splitlines():
+    texts += [t for t in s.scalars(select(Outcome.comment).where(Outcome.promise_id.in_(promise_ids))) if t]
+    fragments: set[str] = set()
+    for value in texts:
+        for line in value.splitlines():
             line = line.strip()
-            if len(line) >= _MIN_FRAGMENT or line in (person.key, person.name):
+            if len(line) >= _MIN_FRAGMENT:
                 frag = line[:_FRAGMENT_CHARS]
-                found.update({frag, html.escape(frag), html.escape(frag, quote=False), json.dumps(frag)[1:-1]})
-    return sorted(f for f in found if f)
+                fragments.update({frag, html.escape(frag), html.escape(frag, quote=False), json.dumps(frag)[1:-1]})
+    # "ann" must not match "channel": names and keys count only as whole words.
+    names = {n for n in (person.key, person.name) if n}
+    names |= {html.escape(n) for n in names}
+    parts = [re.escape(f) for f in sorted(fragments)] + [rf"(?<!\w){re.escape(n)}(?!\w)" for n in sorted(names)]
+    return re.compile("|".join(parts))
 
 
-def redact_text(value: str, marks: Iterable[str]) -> str:
-    """``value`` with every line that holds one of ``marks`` replaced by :data:`REDACTED`."""
-    marks = list(marks)
-    lines = value.split("\n")
-    out = [REDACTED if any(m in line for m in marks) else line for line in lines]
-    return "\n".join(out)
+def redact_text(value: str, marks: re.Pattern[str]) -> str:
+    """``value`` with every line that ``marks`` finds replaced by :data:`REDACTED`."""
+    return "\n".join(REDACTED if marks.search(line) else line for line in value.split("\n"))
 
 
-def redact_json(value: Any, marks: list[str]) -> Any:
+def redact_json(value: Any, marks: re.Pattern[str]) -> Any:
     if isinstance(value, str):
         return redact_text(value, marks)
     if isinstance(value, list):
@@ -217,7 +216,7 @@ def erase_rows(s: Session, person: Person, *, owner_login: bool = False) -> dict
     return counts
 
 
-def redact_stored_digests(s: Session, marks: list[str]) -> int:
+def redact_stored_digests(s: Session, marks: re.Pattern[str]) -> int:
     """Rewrite stored digest contents (other people's rows) that name or quote the person."""
     changed = 0
     digest_rows = select(OutboxMessage.id).where(OutboxMessage.kind == "digest")
@@ -229,7 +228,7 @@ def redact_stored_digests(s: Session, marks: list[str]) -> int:
     return changed
 
 
-def redact_digest_files(folder: Path, marks: list[str]) -> list[str]:
+def redact_digest_files(folder: Path, marks: re.Pattern[str]) -> list[str]:
     """Rewrite digest files (Markdown, HTML...) Rapport wrote into ``folder``."""
     rewritten: list[str] = []
     if not folder.is_dir():

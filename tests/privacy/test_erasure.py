@@ -60,6 +60,9 @@ def world(make_app: Callable[..., App], tmp_path: Path) -> tuple[App, Path]:
 def test_forget_leaves_the_words_nowhere(world: tuple[App, Path]) -> None:
     app, folder = world
     assert ANN_MARK in table_text(app)
+    bob_lines = {
+        p.name: [x for x in p.read_text(encoding="utf-8").splitlines() if "Bob" in x] for p in folder.iterdir()
+    }
     report = erasure.forget(app.sessions, "ann", actor="cli:dpo", now=NOW, digest_folder=folder)
 
     assert ANN_MARK not in table_text(app)
@@ -69,6 +72,7 @@ def test_forget_leaves_the_words_nowhere(world: tuple[App, Path]) -> None:
         assert ANN_MARK not in body, path.name
         assert BOB_MARK in body, f"{path.name} lost Bob's lines"
         assert erasure.REDACTED in body
+        assert [x for x in body.splitlines() if "Bob" in x] == bob_lines[path.name], "a line about Bob was lost"
     assert sorted(report.digest_files) == sorted(str(p) for p in folder.iterdir())
     if app.engine.dialect.name == "sqlite":
         raw = file_bytes(app)
@@ -165,3 +169,11 @@ def test_every_table_has_an_erasure_decision(make_app: Callable[..., App]) -> No
         tables = set(inspect(conn).get_table_names())
     missing = sorted(tables - set(erasure.TABLES))
     assert not missing, f"say in memory.erasure.TABLES how these are erased: {missing}"
+
+
+def test_names_count_as_whole_words_only() -> None:
+    import re
+
+    marks = re.compile(r"(?<!\w)ann(?!\w)")
+    text = "ann said no\nthe channel was slow\nplanning: ann"
+    assert erasure.redact_text(text, marks) == f"{erasure.REDACTED}\nthe channel was slow\n{erasure.REDACTED}"
