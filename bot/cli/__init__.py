@@ -8,6 +8,7 @@ from bot.cli import (  # noqa: F401  (register commands)
     browse,
     compare,
     core,
+    demo,
     invite,
     owner,
     people,

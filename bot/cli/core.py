@@ -1,4 +1,4 @@
-"""Core commands: init, check-config, chat, history, demo."""
+"""Core commands: init, check-config, chat, history (the demo is in ``bot.cli.demo``)."""
 
 from __future__ import annotations
 
@@ -264,58 +264,7 @@ def history(
 
 
 def demo_history_command(database: str) -> str:
+    """The history command for the demo's own database (``rapport demo`` prints it)."""
     import shlex
 
     return f"rapport --database {shlex.quote(database)} history demo-dana"
-
-
-DEMO_ANSWERS = [
-    "4",
-    "Support now takes days to reply, and the last two releases broke our exports.",
-    "We moved to a new account manager and nobody picked up our tickets for a while.",
-]
-
-
-@app.command()
-def demo(
-    ctx: typer.Context,
-    database: Annotated[
-        str, typer.Option(help="Where the demo keeps its data (recreated each run).")
-    ] = "sqlite:///data/demo.db",
-) -> None:
-    """A guided check-in with a demo person who answered six months ago (uses its own database)."""
-    from bot.app import build
-    from bot.channels.terminal import TerminalChat
-    from bot.cli.people import seed_demo
-
-    if database.startswith("sqlite:///"):
-        for suffix in ("", "-wal", "-shm"):
-            Path(database.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
-    config = load(ctx)
-    typer.echo("Setting up the demo: Dana answered her customer check-in six months ago.")
-    application = build(config, database_url=database, migrate=True)
-    try:
-        now = utcnow()
-        seed_demo(application, now)
-        typer.echo("Her answer then: 9/10, “Support answered within an hour and onboarding was smooth.”")
-        interactive = stdin_is_tty()
-        if interactive:
-            typer.echo("Answer as Dana would today (try a lower score and a new reason). Ctrl-D leaves it open.\n")
-        else:
-            typer.echo("No terminal attached, so Dana's answers are scripted.\n")
-        session = TerminalChat(
-            service=application.service, person="demo-dana", program="customers", clock=utcnow,
-            write=typer.echo, bot_prefix="rapport> ",
-        )  # fmt: skip
-        chat_loop(session, None if interactive else DEMO_ANSWERS)
-        # The demo keeps its own database, so the hint names it: a bare `rapport history` reads
-        # config.yaml's database, where Dana does not exist.
-        typer.echo(f"\nWhat the memory now holds ({demo_history_command(database)}):")
-        data = history_data(application, "demo-dana")
-        for c in data["checkins"]:
-            rating = next((a["rating"] for a in c["answers"] if a["rating"] is not None), None)
-            typer.echo(f"  {c['started_at'][:10]}: rating {rating}, follow-ups {len(c['followups'])}")
-            for f in c["followups"]:
-                typer.echo(f"    why asked: {'; '.join(r['text'] for r in f['reasons'])}")
-    finally:
-        application.close()

@@ -1,4 +1,5 @@
-"""``rapport invite``: a one-time link that binds a person's chat to their roster entry."""
+"""``rapport invite``: a one-time link that binds a person's chat to their roster entry (telegram),
+or a person's check-in link (web)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 def invite(
     ctx: typer.Context,
     person: Annotated[str, typer.Argument(help="The person's id or e-mail.")],
-    channel: Annotated[str, typer.Option(help="Channel to link (telegram).")] = "telegram",
+    channel: Annotated[
+        str, typer.Option(help="Channel: telegram (link a chat) or web (a check-in link).")
+    ] = "telegram",
+    program: Annotated[str | None, typer.Option(help="web: open PERSON's check-in in this program first.")] = None,
     bot_username: Annotated[
         str | None, typer.Option(help="The bot's @username; skips asking Telegram (getMe) for it.")
     ] = None,
@@ -26,9 +30,13 @@ def invite(
         int | None, typer.Option(min=1, help="Hours the link stays valid (channels.telegram.invite_ttl_hours).")
     ] = None,
 ) -> None:
-    """Print a signed, one-time, expiring invite link for PERSON (https://t.me/<bot>?start=<token>)."""
+    """Print a signed, expiring invite link for PERSON: telegram (https://t.me/<bot>?start=<token>,
+    one-time) or web (<public_url>/c/<token>, their check-in page)."""
+    if channel == "web":
+        _web_link(ctx, person, program, ttl_hours)
+        return
     if channel != "telegram":
-        fail(f"invite links exist for telegram only, not {channel!r}", 2)
+        fail(f"invite links exist for telegram and web, not {channel!r}", 2)
     from bot.config import resolve_secret, secret_name
     from bot.invites import derive_key, make_token
     from memory import store
@@ -70,3 +78,40 @@ def invite(
     typer.echo(f"works once, until {expires}; send it to {person} privately", err=True)
     if opted_out:
         typer.echo(f"note: {person} has opted out; linking will not restart their check-ins", err=True)
+
+
+def _web_link(ctx: typer.Context, person: str, program: str | None, ttl_hours: int | None) -> None:
+    from bot.channels.web import links
+    from bot.config import secret_name
+    from memory import store
+    from memory.db import transaction
+
+    config = load(ctx)
+    key = links.link_key(config, ephemeral_ok=False)
+    if key is None:
+        fail(f"web links are signed with {secret_name(config.channels.web.link_secret) or 'channels.web.link_secret'}"
+             "; set it (the same value for `rapport run`)", 2)  # fmt: skip
+    if program is not None and program not in config.programs:
+        fail(f"no program {program!r} in the config", 2)
+    if ttl_hours is not None:
+        config = config.model_copy(
+            update={"channels": config.channels.model_copy(update={"web": config.channels.web.model_copy(
+                update={"link_ttl_hours": ttl_hours})})}
+        )  # fmt: skip
+    application = build_app(ctx, config)
+    now = utcnow()
+    try:
+        if program is not None:
+            application.service.start(person_ref=person, program=program, channel="web", now=now)
+        with transaction(application.sessions) as s:
+            found = store.require_person(s, person)
+            checkins = store.open_checkins(s, found.id)
+            closes = checkins[0].expires_at if checkins else None
+            person_id, opted_out = found.id, found.opted_out_at is not None
+    finally:
+        application.close()
+    typer.echo(links.make_link(config, key, person_id=person_id, now=now, closes_at=closes))
+    if not checkins and program is None:
+        typer.echo(f"note: {person} has no open check-in; pass --program to open one", err=True)
+    if opted_out:
+        typer.echo(f"note: {person} has opted out; the page will say so", err=True)

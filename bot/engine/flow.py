@@ -11,6 +11,8 @@ Stages:
 * ``assessing``     a free-text answer is being compared with the person's history (the service
                     answers at once with ``Assessed``, in the same transaction).
 * ``followup``      waiting for the answer to a "what changed?" question.
+* ``reask``         the answer to it gave no reason ("yes", "idk", an emoji); asked once more,
+                    more concretely. Whatever comes next is accepted.
 * ``confirm_stop``  the person said stop; waiting for a yes.
 * ``completed`` / ``opted_out`` / ``expired``  final.
 """
@@ -19,15 +21,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from bot.engine.ratings import parse_rating
 from bot.engine.verdicts import VERDICT_VALUES, Verdict, parse_verdict
+from memory.non_answers import is_non_answer
 
-Stage = Literal["invited", "asking", "assessing", "followup", "confirm_stop", "completed", "opted_out", "expired"]
-STAGES: tuple[Stage, ...] = (
-    "invited", "asking", "assessing", "followup", "confirm_stop", "completed", "opted_out", "expired",
-)  # fmt: skip
+Stage = Literal["invited", "asking", "assessing", "followup", "reask", "confirm_stop", "completed", "opted_out",
+                "expired"]  # fmt: skip
+STAGES: tuple[Stage, ...] = get_args(Stage)
 FINAL: frozenset[Stage] = frozenset({"completed", "opted_out", "expired"})
 
 COMMANDS = {"help", "skip", "stop", "start"}
@@ -115,8 +117,7 @@ class Assessed:
 
 
 @dataclass(frozen=True)
-class Expire:
-    pass
+class Expire: ...
 
 
 Event = Begin | Resume | Reply | Choose | Command | Assessed | Expire
@@ -164,12 +165,14 @@ class AskFollowUp:
 
 @dataclass(frozen=True)
 class SaveFollowUpAnswer:
+    # Also a reply that gives no reason, not final (the reply to the re-ask replaces it), so it is
+    # kept if the person goes quiet there.
     text: str
+    final: bool = True
 
 
 @dataclass(frozen=True)
-class SkipFollowUp:
-    pass
+class SkipFollowUp: ...
 
 
 @dataclass(frozen=True)
@@ -182,18 +185,15 @@ class SaveOutcome:
 
 
 @dataclass(frozen=True)
-class Complete:
-    pass
+class Complete: ...
 
 
 @dataclass(frozen=True)
-class OptOut:
-    pass
+class OptOut: ...
 
 
 @dataclass(frozen=True)
-class MarkExpired:
-    pass
+class MarkExpired: ...
 
 
 Effect = (
@@ -232,6 +232,8 @@ def _pending(state: State) -> tuple[Effect, ...]:
     """Whatever the person should see to carry on from here."""
     if state.stage == "followup":
         return (AskFollowUp(state.script[state.index].key),)
+    if state.stage == "reask":
+        return (Say("followup_reask"),)
     if state.stage == "confirm_stop":
         return (Say("confirm_stop"),)
     if state.current is not None:
@@ -288,9 +290,7 @@ def advance(state: State, event: Event, now: dt.datetime) -> Transition:
 
     if state.stage == "invited":
         # An answer before the invitation was shown: treat it as the start, then use it.
-        started = replace(state, stage="asking", index=0)
-        inner = advance(started, event, now)
-        return Transition(inner.state, inner.effects)
+        return advance(replace(state, stage="asking", index=0), event, now)
 
     if state.stage == "confirm_stop":
         text = event.text if isinstance(event, Reply) else ""
@@ -299,13 +299,18 @@ def advance(state: State, event: Event, now: dt.datetime) -> Transition:
         back = replace(state, stage=state.paused_stage or "asking", paused_stage=None)
         return Transition(back, (Say("stop_cancelled"), *_pending(back)))
 
-    if state.stage == "followup":
+    if state.stage in ("followup", "reask"):
         if isinstance(event, Choose):
             return Transition(state, (Say("followup_needs_words"), *_pending(state)))
         text = event.text if isinstance(event, Reply) else ""
         problem = _text_problem(state, text)
         if problem:
             return Transition(state, (Say(problem, {"limit": state.max_chars}), *_pending(state)))
+        if state.stage == "followup" and is_non_answer(text):
+            # "yes", "idk", an emoji: no reason. Ask once more, more concretely; then accept anything.
+            return Transition(
+                replace(state, stage="reask"), (SaveFollowUpAnswer(text.strip(), final=False), Say("followup_reask"))
+            )
         return _next(state, SaveFollowUpAnswer(text.strip()), Say("followup_thanks"))
 
     step = state.current
@@ -377,7 +382,7 @@ def _command(state: State, name: str, now: dt.datetime) -> Transition:
         paused = state.stage if state.stage != "invited" else "asking"
         return Transition(replace(state, stage="confirm_stop", paused_stage=paused), (Say("confirm_stop"),))
     if name == "skip":
-        if state.stage == "followup":
+        if state.stage in ("followup", "reask"):
             return _next(state, SkipFollowUp(), Say("skipped"))
         step = state.current
         if step is None:

@@ -115,7 +115,9 @@ class Turns:
         elif isinstance(effect, flow.SaveFollowUpAnswer):
             followup = store.pending_followup(s, checkin.id)
             if followup is not None:
-                followup.answer_text, followup.answered_at, followup.answer_ref = effect.text, now, turn.ref
+                # A reply that was re-asked stays pending (answered_at unset) until the next one.
+                followup.answer_text, followup.answer_ref = effect.text, turn.ref
+                followup.answered_at = now if effect.final else None
         elif isinstance(effect, flow.SkipFollowUp):
             followup = store.pending_followup(s, checkin.id)
             if followup is not None:

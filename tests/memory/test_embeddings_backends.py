@@ -99,11 +99,18 @@ def test_onnx_runs_without_torch_in_a_fresh_process(onnx: OnnxInt8Embedder) -> N
     assert done.stdout.strip() == "False"
 
 
-def test_the_default_backend_is_onnx_behind_the_batching_layer(config: Config) -> None:
+def test_both_backends_sit_behind_the_batching_layer(config: Config) -> None:
+    # torch is the default: the change detector is calibrated on its vectors.
+    assert config.embeddings.backend == "torch"
     built = make_embedder(config)
     assert isinstance(built, BatchingEmbedder)
-    assert isinstance(built.inner, OnnxInt8Embedder)
-    assert built.model_id.endswith("#onnx-int8")
+    assert isinstance(built.inner, SentenceTransformerEmbedder)
+    fast = make_embedder(
+        config.model_copy(update={"embeddings": config.embeddings.model_copy(update={"backend": "onnx-int8"})})
+    )
+    assert isinstance(fast, BatchingEmbedder)
+    assert isinstance(fast.inner, OnnxInt8Embedder)
+    assert fast.model_id.endswith("#onnx-int8")
 
 
 def test_a_model_without_mean_pooling_is_refused(tmp_path: Path) -> None:
