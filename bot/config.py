@@ -402,6 +402,18 @@ class LoggingConfig(Strict):
     format: Literal["json", "text"] = "text"
 
 
+class RetentionConfig(Strict):
+    # Off (None) by default: nothing is deleted by age. A number of months deletes free text
+    # (answers' words and embeddings, follow-up answers, outcome comments) older than that.
+    free_text_months: int | None = Field(default=None, ge=1, le=1200)
+    # Ratings carry no words: kept by default, so trends survive the text.
+    keep_ratings: bool = True
+
+
+class PrivacyConfig(Strict):
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+
 class Config(Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
@@ -414,6 +426,7 @@ class Config(Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     digests: DigestsConfig = Field(default_factory=DigestsConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @field_validator("programs")
     @classmethod

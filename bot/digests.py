@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.config import Config, EmailConfig, resolve_secret
-from memory import digests
+from memory import audit, digests
 from memory.db import transaction
 from memory.errors import PermanentFailure, RetryLater
 from memory.models import OutboxMessage, Owner
@@ -284,6 +284,9 @@ class DigestDelivery:
             )  # fmt: skip
             row = s.scalar(select(Owner).where(Owner.key == owner))
             assert row is not None
+            shown = audit.digest_people(d)  # the access is recorded with the read
+            audit.record_digest(s, actor="system", now=dt.datetime.now(dt.UTC), owner=owner, person_keys=shown,
+                                detail={"owner_id": row.id})  # fmt: skip
             links = list(s.scalars(select(OwnerIdentity).where(OwnerIdentity.owner_id == row.id)))
             s.expunge_all()
             return d, row, links

@@ -37,6 +37,7 @@ from bot.web import make_web_app
 __all__ = ["PeriodicJob", "Runner", "RunnerExtension", "WebServerError"]
 
 from memory.errors import RapportError
+from memory.retention import daily_job
 from scheduler.cadence import Period
 from scheduler.dispatch import Dispatcher, DispatchSettings, Handler
 from scheduler.leader import forget, make_leader
@@ -150,6 +151,10 @@ class Runner:
                 self.add_handler(kind, handler)
             for job in extension.jobs:
                 self.add_job(job)
+        retention = self.config.privacy.retention  # privacy.retention: daily, in the leader (docs/privacy.md)
+        if retention.free_text_months is not None:
+            run = daily_job(app.sessions, months=retention.free_text_months, keep_ratings=retention.keep_ratings)
+            self.add_job(PeriodicJob(name="retention", seconds=86_400.0, run=run))
         self.last_tick: dt.datetime | None = None
         self.last_tick_error: str | None = None
         self.bound_port: int | None = None

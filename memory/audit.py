@@ -11,6 +11,7 @@ foreign key) so the record of access survives the data.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, select
@@ -31,6 +32,14 @@ ACTIONS = (
     "promise.status",
     "login",
     "login.link",
+    # Written by the command line and the privacy work (memory.erasure, memory.export...).
+    "history.view",
+    "person.export",
+    "person.erase",
+    "person.optout",
+    "person.optin",
+    "digest.generate",
+    "retention.run",
 )
 
 
@@ -75,3 +84,36 @@ def entries(
     if actor is not None:
         query = query.where(AuditEntry.actor == actor)
     return list(s.scalars(query))
+
+
+def as_dict(entry: AuditEntry) -> dict[str, Any]:
+    """One entry as plain JSON-ready values (for ``rapport audit --json`` and exports)."""
+    return {
+        "id": entry.id,
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "action": entry.action,
+        "person_id": entry.person_id,
+        "detail": entry.detail,
+    }
+
+
+def record_digest(
+    s: Session, *, actor: str, now: dt.datetime, owner: str, person_keys: Iterable[str], detail: dict[str, Any]
+) -> int:
+    """A digest was generated for ``owner``: one ``digest.generate`` entry per person it shows,
+    so ``rapport audit --person`` lists every digest that carried that person's data."""
+    from memory.models import Person
+
+    keys = sorted({k for k in person_keys if k})
+    ids: list[int | None] = list(s.scalars(select(Person.id).where(Person.key.in_(keys)))) if keys else []
+    for person_id in ids or [None]:
+        record(
+            s, actor=actor, action="digest.generate", now=now, person_id=person_id, detail={"owner": owner, **detail}
+        )
+    return len(ids)
+
+
+def digest_people(d: Any) -> list[str]:
+    """The people a ``memory.digests.Digest`` shows by name (changes, promises, silence)."""
+    return [item.person for group in (d.changes, d.outcomes, d.due, d.silent) for item in group]

@@ -12,6 +12,7 @@ from bot.cli import (  # noqa: F401  (register commands)
     invite,
     owner,
     people,
+    privacy,
     promise,
     run,
     slack,

@@ -164,11 +164,13 @@ def chat_loop(session: Any, scripted: list[str] | None = None) -> None:
 
 
 def history_data(application: Any, person_ref: str) -> dict[str, Any]:
-    from memory import anonymity, store
+    from bot.cli.privacy import operator
+    from memory import anonymity, audit, store
     from memory.db import transaction
 
     with transaction(application.sessions) as s:
         person = store.require_person(s, person_ref)
+        audit.record(s, actor=operator(None), action="history.view", now=utcnow(), person_id=person.id)
         # Owner-facing: anonymous programs' check-ins never appear per person (docs/digests.md).
         checkins = anonymity.visible_checkins(s, person_ids=[person.id])
         hidden = len(store.history(s, person.id)) - len(checkins)

@@ -28,7 +28,8 @@ def story(
     Anonymous programs never appear in a story.
     """
     import prompts
-    from memory import store
+    from bot.cli.privacy import operator
+    from memory import audit, store
     from memory.db import transaction
     from memory.stories import build_story
 
@@ -39,6 +40,7 @@ def story(
         with transaction(application.sessions) as s:
             who = store.require_person(s, person)
             result = build_story(s, who, step=application.config.changes.rating_delta)
+            audit.record(s, actor=operator(None), action="story.view", now=utcnow(), person_id=who.id)
     finally:
         application.close()
     if as_json:
@@ -59,7 +61,9 @@ def digest(
     ] = "markdown",
 ) -> None:
     """Preview an owner's change digest (nothing is sent)."""
+    from bot.cli.privacy import operator
     from bot.digests import FORMATS, render_digest
+    from memory import audit
     from memory.db import transaction
     from memory.digests import build_digest
 
@@ -76,6 +80,8 @@ def digest(
                 s, owner=owner, since=start, until=end, threshold=application.config.digests.rating_threshold,
                 quote_chars=application.config.digests.quote_chars, encode=application.embedder.encode,
             )  # fmt: skip
+            audit.record_digest(s, actor=operator(None), now=utcnow(), owner=owner,
+                                person_keys=audit.digest_people(result), detail={"preview": True})  # fmt: skip
     finally:
         application.close()
     rendered = render_digest(result, fmt)
