@@ -34,10 +34,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
-from bot.config import Config, EmailConfig, resolve_secret
+from bot.config import Config
+from bot.mail import send_email
 from memory import audit, digests
 from memory.db import transaction
-from memory.errors import PermanentFailure, RetryLater
+from memory.errors import PermanentFailure
 from memory.models import OutboxMessage, Owner
 from memory.models_promises import OwnerIdentity
 from memory.models_scheduler import OutboxContent
@@ -223,35 +224,6 @@ def email_message(rendered: Rendered, *, sender: str, to: str) -> EmailMessage:
     if rendered.html is not None:
         msg.add_alternative(rendered.html, subtype="html")
     return msg
-
-
-async def send_email(message: EmailMessage, config: EmailConfig, environ: Mapping[str, str] | None = None) -> str:
-    """Send over SMTP; temporary failures raise RetryLater, refusals PermanentFailure."""
-    import aiosmtplib
-
-    if not config.host:
-        raise PermanentFailure("e-mail is not configured (email.host is unset)")
-    password = resolve_secret(config.password, dict(environ) if environ is not None else None)
-    try:
-        await aiosmtplib.send(
-            message,
-            hostname=config.host,
-            port=config.port,
-            start_tls=config.starttls and not config.use_tls,
-            use_tls=config.use_tls,
-            username=config.username,
-            password=password if config.username else None,
-            timeout=config.timeout_seconds,
-        )
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        raise PermanentFailure(f"the SMTP server refused the recipient ({len(exc.recipients)})") from None
-    except aiosmtplib.SMTPResponseException as exc:
-        if 500 <= exc.code < 600:
-            raise PermanentFailure(f"SMTP error {exc.code}") from None
-        raise RetryLater(f"SMTP error {exc.code}") from None
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise RetryLater(f"SMTP unavailable: {type(exc).__name__}") from None
-    return str(message["Message-ID"])
 
 
 class DigestDelivery:

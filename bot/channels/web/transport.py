@@ -14,8 +14,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
-from bot.config import Config, EmailConfig, resolve_secret
-from memory.errors import PermanentFailure, RetryLater
+from bot.config import Config, EmailConfig
+from bot.mail import send_email
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -41,26 +41,8 @@ def compose(*, config: Config, to: str, name: str, program_title: str, body: str
 
 
 async def send_smtp(message: EmailMessage, config: EmailConfig) -> str:
-    import aiosmtplib
-
-    if not config.host:
-        raise PermanentFailure("e-mail is not configured (email.host is unset)")
-    password = resolve_secret(config.password)
-    try:
-        await aiosmtplib.send(
-            message, hostname=config.host, port=config.port, start_tls=config.starttls and not config.use_tls,
-            use_tls=config.use_tls, username=config.username, password=password if config.username else None,
-            timeout=config.timeout_seconds,
-        )  # fmt: skip
-    except aiosmtplib.SMTPRecipientsRefused:
-        raise PermanentFailure("the SMTP server refused the recipient") from None
-    except aiosmtplib.SMTPResponseException as exc:
-        if 500 <= exc.code < 600:
-            raise PermanentFailure(f"SMTP error {exc.code}") from None
-        raise RetryLater(f"SMTP error {exc.code}") from None
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise RetryLater(f"SMTP unavailable: {type(exc).__name__}") from None
-    return str(message["Message-ID"])
+    """The invitation over SMTP, through Rapport's one mail seam (:mod:`bot.mail`)."""
+    return await send_email(message, config)
 
 
 async def write_file(message: EmailMessage, directory: str, person_key: str, now: dt.datetime) -> str:
