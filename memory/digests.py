@@ -281,7 +281,8 @@ def _change(
     answer = followup.answer if followup is not None else None
     no_reason = is_non_answer(answer) if answer is not None else False
     importance = (abs(delta) * (1.5 if delta < 0 else 1.0) if delta else 0.0) + (2.0 if view_changed else 0.0)
-    importance += (1.0 if answer else 0.0) + 3.0 * broken
+    # Their own reason for the change ranks it higher; a bare "yes" is no reason.
+    importance += (1.0 if answer and not no_reason else 0.0) + 3.0 * broken
     return PersonChange(
         person=keys.get(c.person_id, ""),
         name=names.get(c.person_id, ""),

@@ -53,3 +53,21 @@ def test_a_reason_is_shown_in_their_words_and_not_called_missing(fmt: str) -> No
 def test_no_follow_up_says_nothing_about_a_reason(fmt: str) -> None:
     text = body(digest(), fmt)
     assert "What changed" not in text
+
+
+def test_a_bare_yes_does_not_rank_a_change_as_if_it_were_explained() -> None:
+    from memory.digest_rows import CheckinRow, LastFollowUp
+    from memory.digests import _change
+
+    now = CheckinRow(id=2, person_id=1, program="customers", status="completed", started_at=T, completed_at=T,
+                     expires_at=None, updated_at=T, rating=4, reason="Support is slow")  # fmt: skip
+    before = CheckinRow(id=1, person_id=1, program="customers", status="completed", started_at=T, completed_at=T,
+                        expires_at=None, updated_at=T, rating=9, reason="Support is fast")  # fmt: skip
+
+    def ranked(answer: str) -> float:
+        change = _change(now, before, [9, 4], LastFollowUp(reasons=[], answer=answer), {1: "p0"}, {1: "Dana"},
+                         threshold=2, quote_chars=120, broken=0)  # fmt: skip
+        assert change is not None
+        return change.importance
+
+    assert ranked("Our account manager left") > ranked("yes")
