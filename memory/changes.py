@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from memory.change_types import (
     sign_word,
     theme_words,
 )
-from memory.embeddings import Embedder, from_bytes
+from memory.embeddings import Embedder, Vectors, from_bytes
 from memory.non_answers import is_non_answer
 from memory.stance_head import READS_AS, StanceHead, default_head
 
@@ -61,27 +61,7 @@ __all__ = [
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-_DIM = 384
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-class _Vectors:
-    """Embeddings of every text one assessment needs, from a single ``encode`` call."""
-
-    def __init__(self, embedder: Embedder, texts: Sequence[str], known: Mapping[str, NDArray[np.float32]]) -> None:
-        self._known: dict[str, NDArray[np.float32]] = dict(known)
-        todo = list(dict.fromkeys(t for t in texts if t not in self._known))
-        if todo:
-            encoded = embedder.encode(todo)
-            self._known.update(zip(todo, encoded, strict=True))
-
-    def __getitem__(self, text: str) -> NDArray[np.float32]:
-        return self._known[text]
-
-    def matrix(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        if not texts:
-            return np.zeros((0, _DIM), dtype=np.float32)
-        return np.vstack([self._known[t] for t in texts]).astype(np.float32)
 
 
 def _reading(learned: Reason) -> dict[str, Any]:
@@ -140,7 +120,7 @@ class ChangeDetector:
         needed = [text, *(clean(h.text) for h in history)]
         if history:
             needed += self._clause_texts(clean(history[-1].text), text)
-        vectors = _Vectors(self.embedder, needed, known)
+        vectors = Vectors(self.embedder, needed, known)
         if not history and previous_rating is None:
             return vectors[text], Assessment(changed=False, score=0.0, reasons=())
         return vectors[text], self._assess_one(text, rating, history, previous_rating, vectors)
@@ -159,7 +139,7 @@ class ChangeDetector:
         needed: list[str] = []
         for prev, cur in cleaned:
             needed += [prev, cur, *self._clause_texts(prev, cur)]
-        vectors = _Vectors(self.embedder, needed, {})
+        vectors = Vectors(self.embedder, needed, {})
         out = []
         for i, (prev, cur) in enumerate(cleaned):
             prev_rating, cur_rating = ratings[i] if ratings else (None, None)
@@ -182,7 +162,7 @@ class ChangeDetector:
         rating: int | None,
         history: Sequence[PastAnswer],
         previous_rating: int | None,
-        vectors: _Vectors,
+        vectors: Vectors,
     ) -> Assessment:
         s = self.settings
         signals: list[Reason] = []
@@ -300,7 +280,7 @@ class ChangeDetector:
             self._head = default_head()
         return self._head
 
-    def _learned(self, before: str, after: str, vectors: _Vectors, quote: str) -> list[Reason]:
+    def _learned(self, before: str, after: str, vectors: Vectors, quote: str) -> list[Reason]:
         """The learned stance head: did the answer read as praise last time and as a complaint today
         (or the other way round)? Weak changes of reading count little (``learned_floor``,
         ``learned_power``): an unsure head reads news headlines as mild complaints."""
@@ -326,7 +306,7 @@ class ChangeDetector:
         }
         return [Reason(kind="stance", text=text, strength=strength, quote=quote, data=data)]
 
-    def _contrast(self, before: str, after: str, cos: float, vectors: _Vectors) -> list[Reason]:
+    def _contrast(self, before: str, after: str, cos: float, vectors: Vectors) -> list[Reason]:
         """A negation or an opposite word between aligned texts (whole answers or clauses)."""
         s = self.settings
         a, b = stance.clauses(before), stance.clauses(after)
@@ -364,7 +344,7 @@ class ChangeDetector:
                 )
         return [best] if best is not None else []
 
-    def _themes(self, before: str, after: str, vectors: _Vectors, quote: str) -> list[Reason]:
+    def _themes(self, before: str, after: str, vectors: Vectors, quote: str) -> list[Reason]:
         """Ideas that appeared or disappeared, by matching clause to clause."""
         s = self.settings
         a, b = stance.clauses(before), stance.clauses(after)

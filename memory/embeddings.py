@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -133,6 +133,27 @@ def encode_many(embedder: Embedder, texts: Sequence[str]) -> dict[str, NDArray[n
     if not distinct:
         return {}
     return dict(zip(distinct, embedder.encode(distinct), strict=True))
+
+
+#: all-MiniLM-L6-v2's dimension (an empty matrix still needs its width).
+DIM = 384
+
+
+class Vectors:
+    """Embeddings of every text one piece of work needs (an assessment, a batch of pairs), from a
+    single :func:`encode_many` call; ``known`` vectors (stored with earlier answers) are reused."""
+
+    def __init__(self, embedder: Embedder, texts: Sequence[str], known: Mapping[str, NDArray[np.float32]]) -> None:
+        self._known: dict[str, NDArray[np.float32]] = dict(known)
+        self._known.update(encode_many(embedder, [t for t in texts if t not in self._known]))
+
+    def __getitem__(self, text: str) -> NDArray[np.float32]:
+        return self._known[text]
+
+    def matrix(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, DIM), dtype=np.float32)
+        return np.vstack([self._known[t] for t in texts]).astype(np.float32)
 
 
 @dataclass(eq=False)
