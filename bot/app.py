@@ -70,7 +70,10 @@ def script_of(name: str, program: ProgramConfig) -> Script:
                  high_label=q.high_label)
         for q in program.questions
     )  # fmt: skip
-    return Script(name=name, title=program.title or name, questions=questions)
+    return Script(
+        name=name, title=program.title or name, questions=questions, anonymous=program.anonymous, k=program.k,
+        owner_role=program.owner_role,
+    )  # fmt: skip
 
 
 def scripts_from_config(config: Config) -> dict[str, Script]:

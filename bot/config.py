@@ -192,6 +192,9 @@ class ProgramConfig(Strict):
     privacy: Literal["attributed", "anonymous"] = "attributed"
     # Anonymous programs show owners only groups of at least k people.
     k: int = Field(default=5, ge=2, le=1000)
+    # Who sees an attributed program's answers, as people are told in the first message and in
+    # "help": "Your <owner_role> sees your answers." (anonymous programs say who sees what instead).
+    owner_role: str = Field(default="contact", min_length=1, max_length=60)
     questions: list[Question] = Field(min_length=1)
     cadence: Cadence
     window: SendWindow = Field(default_factory=SendWindow)

@@ -29,6 +29,11 @@ class Script:
     name: str
     title: str
     questions: tuple[Question, ...]
+    # Who sees the answers, as people are told (``prompts/person/who_sees.j2``): the owner role of
+    # an attributed program, or, in an anonymous one, the smallest group owners are shown.
+    anonymous: bool = False
+    k: int = 5
+    owner_role: str = "contact"
 
     def question(self, key: str) -> Question | None:
         return next((q for q in self.questions if q.key == key), None)

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
@@ -29,13 +30,13 @@ from bot.engine import flow, outside, owners, people, precompute, promises
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.precompute import Precomputed
 from bot.engine.script import Limits, Script
-from bot.engine.turns import Turn, Turns, say
+from bot.engine.turns import Turn, Turns, say, who_sees
 from memory import store
 from memory.changes import ChangeDetector
 from memory.db import transaction
 from memory.embeddings import to_bytes
 from memory.errors import NotEnrolled, OptedOut
-from memory.models import Answer, ChannelIdentity, Checkin, FollowUp, Person, ProcessedEvent
+from memory.models import Answer, ChannelIdentity, Checkin, Enrollment, FollowUp, Person, ProcessedEvent, Program
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,10 @@ class CheckinService:
         out: list[Outbound] = []
         for effect in effects:
             if isinstance(effect, flow.Say):
-                out.append(say(effect.template, markup, **effect.params))
+                params = dict(effect.params)
+                if effect.template == "help":
+                    params["who_sees"] = who_sees(self._programs_of(s, person), markup)
+                out.append(say(effect.template, markup, **params))
             elif isinstance(effect, outside.OptOutNow):
                 people.opt_out(s, person, now)
             elif isinstance(effect, outside.OptIn):
@@ -263,6 +267,16 @@ class CheckinService:
                 if checkins:
                     out += self._turn(s, person, checkins[0], markup, now, flow.Resume())
         return out
+
+    def _programs_of(self, s: Session, person: Person) -> list[Script]:
+        """The scripts of the programs the person takes part in (for "help" between check-ins)."""
+        names = s.scalars(
+            select(Program.name)
+            .join(Enrollment, Enrollment.program_id == Program.id)
+            .where(Enrollment.person_id == person.id, Enrollment.active)
+            .order_by(Program.name)
+        )
+        return [self.scripts[name] for name in names if name in self.scripts]
 
     def _turn(
         self,

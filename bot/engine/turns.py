@@ -59,6 +59,19 @@ def say(template: str, markup: prompts.Markup, **params: Any) -> Outbound:
     return Outbound(text=prompts.render(f"person/{template}", markup, **params))
 
 
+def who_sees(scripts: list[Script], markup: prompts.Markup) -> prompts.Trusted:
+    """The sentence that tells people who sees their answers in these programs (one each, the
+    same sentence once), rendered for the sink: the invitation and "help" carry it."""
+    lines: list[str] = []
+    for script in scripts:
+        line = prompts.render(
+            "person/who_sees", markup, anonymous=script.anonymous, k=script.k, owner_role=script.owner_role
+        )
+        if line not in lines:
+            lines.append(line)
+    return prompts.Trusted(" ".join(lines))
+
+
 class Turns:
     def __init__(self, *, scripts: Mapping[str, Script], detector: ChangeDetector, limits: Limits) -> None:
         self.scripts = scripts
@@ -91,6 +104,8 @@ class Turns:
                     name=turn.person.name, program_title=turn.script.title,
                     count=len(turn.script.questions),
                 )  # fmt: skip
+            if effect.template in ("invitation", "help"):
+                params["who_sees"] = who_sees([turn.script], turn.markup)
             turn.out.append(say(effect.template, turn.markup, **params))
         elif isinstance(effect, flow.Ask):
             if effect.key.startswith(promises.PREFIX):
@@ -192,6 +207,8 @@ class Turns:
             answer = store.answer_for(s, checkin.id, key)
             assert answer is not None
             params = self._followup_params(answer, assessment)
+            # Anonymous programs: the person is told that the quote of their own words is theirs alone.
+            params["private_quote"] = turn.script.anonymous
             pending = FollowUp(
                 checkin_id=checkin.id, answer_id=answer.id, previous_answer_id=assessment.compared_to.answer_id,
                 question=prompts.render("person/followup", "plain", **params), score=assessment.score,
