@@ -4,6 +4,10 @@ Only a sender whose channel account is linked to an owner (``rapport owners link
 as an owner. Anyone else's ``promise ...`` is an ordinary message, handled as a person's answer:
 people never get owner powers. The person is named by key or e-mail after ``@``, or by a Slack
 mention (``<@U123>``) of someone whose Slack account Rapport knows.
+
+Owners act only on their own people (:func:`theirs`): a command about someone on another owner's
+roster gets exactly the answer an unknown name gets, so chat never tells an owner who else is on
+the roster. (Dashboard admins see every person on the web; chat has no admins.)
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import prompts
 from bot.engine.ports import Inbound, Outbound
 from memory import promises, store
 from memory.db import transaction
-from memory.models import Owner, ProcessedEvent
+from memory.models import Owner, Person, ProcessedEvent
 from memory.models_promises import OwnerIdentity
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,11 @@ def link_owner(
     identity.owner_id = owner.id
     s.flush()
     return identity
+
+
+def theirs(owner: Owner, person: Person | None) -> Person | None:
+    """The person, when they are this owner's; None (as for an unknown name) otherwise."""
+    return person if person is not None and person.owner_id == owner.id else None
 
 
 def handle_owner_message(s: Session, inbound: Inbound, markup: prompts.Markup) -> list[Outbound] | None:
@@ -139,6 +148,8 @@ def _record(
         person = identity.person if identity is not None else None
     else:
         person = store.find_person(s, ref) if ref else None
+    # Someone else's person is answered exactly as a name nobody has.
+    person = theirs(owner, person)
     if person is None:
         return "unknown_person", say("promise_unknown_person", ref=ref)
     try:
@@ -163,14 +174,16 @@ class OwnerCommands:
         self, *, channel: str, sender: str, workspace: str, author: str | None, now: dt.datetime
     ) -> str | None:
         """None when ``sender`` is not an owner; otherwise the roster key of the message's
-        ``author`` when Rapport knows them on the channel, else ""."""
+        ``author`` when Rapport knows them on the channel and they are this owner's, else ""."""
         with transaction(self.sessions) as s:
-            if owner_of(s, _as_inbound(channel, sender, workspace, now)) is None:
+            owner = owner_of(s, _as_inbound(channel, sender, workspace, now))
+            if owner is None:
                 return None
             if not author:
                 return ""
             identity = store.find_identity(s, channel=channel, external_id=author, workspace=workspace)
-            return identity.person.key if identity is not None else ""
+            person = theirs(owner, identity.person if identity is not None else None)
+            return person.key if person is not None else ""
 
     def record_promise(
         self, *, channel: str, sender: str, workspace: str, person: str, text: str, due: dt.date | None,

@@ -29,6 +29,8 @@ async def _setup(rig: SlackRig) -> None:
     with db.transaction(rig.app.sessions) as s:
         owner = store.get_or_create_owner(s, "lead@example.com", rig.clock())
         link_owner(s, owner=owner, channel="slack", external_id=OWNER, now=rig.clock())
+        # Owners act only on their own people: dana is the lead's.
+        store.require_person(s, "dana").owner_id = owner.id
 
 
 def _shortcut(user: str, text: str, *, author: str = "U0DANA") -> JSON:

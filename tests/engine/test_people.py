@@ -197,6 +197,7 @@ def test_a_promise_form_is_recorded_once_and_only_for_owners(make_app) -> None:
     with transaction(app.sessions) as s:
         owner = store.get_or_create_owner(s, "lead@example.com", T0)
         link_owner(s, owner=owner, channel="slack", external_id="U0LEAD", now=T0)
+        store.require_person(s, "ann").owner_id = owner.id  # owners act only on their own people
     owners = OwnerCommands(sessions=app.sessions)
     assert owners.promise_prefill(channel="slack", sender="U0ANN", workspace="", author=None, now=T0) is None
     assert owners.promise_prefill(channel="slack", sender="U0LEAD", workspace="", author="U0ANN", now=T0) == "ann"
