@@ -79,8 +79,10 @@ async def test_checkin_with_buttons_then_words(slack_rig: SlackRig) -> None:
     assert "check-in" in invitation["text"]
     assert "blocks" not in invitation
     assert sent.external_ref == question["ts"]
-    buttons = [e for b in question["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    actions = [b for b in question["blocks"] if b["type"] == "actions"]
+    buttons = [e for b in actions if b["block_id"] != "rapport_stop" for e in b["elements"]]
     assert [b["text"]["text"] for b in buttons] == [str(n) for n in range(11)]
+    assert actions[-1]["elements"][0]["text"]["text"] == "Stop check-ins"
     assert all(b["value"].split(":")[1] == b["text"]["text"] for b in buttons)
 
     resp = await slack_rig.click(ADA, value=8)

@@ -102,8 +102,9 @@ def test_rating_buttons_carry_checkin_and_value_and_text_stays_escaped() -> None
         Outbound(text=text, choices=tuple(Choice(str(v), v) for v in range(11)), checkin_id=42, kind="question")
     )
     assert payload["text"] == text
-    section, actions = payload["blocks"]
+    section, actions, stop = payload["blocks"]
     assert section["text"] == {"type": "mrkdwn", "text": text}
+    assert stop["elements"][0]["value"] == "42"  # the stop button names the check-in it stops
     assert [e["value"] for e in actions["elements"]] == [f"42:{v}" for v in range(11)]
     assert len({e["action_id"] for e in actions["elements"]}) == 11
     assert "<!channel>" not in json.dumps(payload)

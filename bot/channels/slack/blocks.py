@@ -17,6 +17,9 @@ from bot.engine.ports import Outbound
 JSON = dict[str, Any]
 
 RATING_ACTION = "rapport_rating"
+# The stop button on every check-in question with buttons: the ``stop`` command, confirmed in the
+# conversation as a typed "stop" is (``bot.engine.flow``).
+STOP_ACTION = "rapport_stop"
 HOME_STOP_ACTION = "rapport_home_stop"
 HOME_RESUME_ACTION = "rapport_home_resume"
 # Characters of each answer the App Home shows.
@@ -26,8 +29,9 @@ MAX_BLOCKS = 50
 
 
 def message_payload(message: Outbound) -> JSON:
-    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question, or the
-    message's own Block Kit ``blocks`` (a digest) with ``text`` as the notification fallback.
+    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question (and a
+    "Stop check-ins" button under them), or the message's own Block Kit ``blocks`` (a digest)
+    with ``text`` as the notification fallback.
 
     ``message.text`` is already rendered for ``slack_mrkdwn`` (people's words escaped), and
     ``message.blocks`` are built by Rapport with people's words inert.
@@ -49,6 +53,9 @@ def message_payload(message: Outbound) -> JSON:
     for start in range(0, len(buttons), 25):  # Slack allows 25 elements per actions block
         elements = buttons[start : start + 25]
         blocks.append({"type": "actions", "block_id": f"{RATING_ACTION}_{start}", "elements": elements})
+    stop = _button("Stop check-ins", STOP_ACTION)
+    stop["value"] = str(int(message.checkin_id))
+    blocks.append({"type": "actions", "block_id": STOP_ACTION, "elements": [stop]})
     return {"text": message.text, "blocks": blocks}
 
 

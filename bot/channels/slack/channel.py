@@ -4,6 +4,7 @@ what a payload asks for; the engine decides what to say.
 * a person's DM (text, a typed number, ``help``/``skip``/``stop``/``start``) -> an answer;
 * a rating button -> acknowledged at once, the message updated to show the choice (once, whichever
   process sees the click first), then the choice is the answer;
+* "Stop check-ins" under a question -> the ``stop`` command (the conversation asks to confirm);
 * an edited DM corrects that answer, a deleted one changes nothing, a file is a ``non_text``;
 * the App Home (``home``), the *Record a promise* shortcut (``shortcut``);
 * roster entries with an e-mail are linked to Slack users (``users.lookupByEmail``), now and
@@ -45,6 +46,7 @@ from bot.channels.slack.translate import (
     text_of,
     translate_message,
     translate_rating,
+    translate_stop,
     workspace_of,
 )
 from bot.channels.slack.transport import DEFAULT_API_BASE_URL, SlackTransport
@@ -260,6 +262,14 @@ class SlackChannel:
                 await client.chat_update(channel=channel, ts=message_ts, text=text, blocks=blocks)
             except (SlackApiError, aiohttp.ClientError, TimeoutError):
                 log.warning("slack: the rating message could not be updated", extra={"conversation": channel})
+        await self.reply(client, channel, await self.handle(inbound), None)
+
+    async def on_stop(self, body: JSON, client: AsyncWebClient) -> None:
+        """"Stop check-ins" under a question: the conversation asks to confirm, as for a typed stop."""
+        translated = translate_stop(body, workspace=self.workspace(body), now=self.clock())
+        if translated is None:
+            return
+        inbound, channel = translated
         await self.reply(client, channel, await self.handle(inbound), None)
 
     async def on_mention(self, body: JSON, client: AsyncWebClient) -> None:

@@ -25,7 +25,14 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.channels.slack.blocks import HOME_RESUME_ACTION, HOME_STOP_ACTION, JSON, PROMISE_SHORTCUT, RATING_ACTION
+from bot.channels.slack.blocks import (
+    HOME_RESUME_ACTION,
+    HOME_STOP_ACTION,
+    JSON,
+    PROMISE_SHORTCUT,
+    RATING_ACTION,
+    STOP_ACTION,
+)
 from bot.channels.slack.translate import obj
 
 log = logging.getLogger("bot.channels.slack")
@@ -40,6 +47,7 @@ class Listener(Protocol):
     def spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
     async def on_message(self, body: JSON, client: AsyncWebClient) -> None: ...
     async def on_rating(self, body: JSON, client: AsyncWebClient) -> None: ...
+    async def on_stop(self, body: JSON, client: AsyncWebClient) -> None: ...
     async def on_mention(self, body: JSON, client: AsyncWebClient) -> None: ...
     async def on_revoked(self, body: JSON, *, uninstalled: bool) -> None: ...
     async def on_home_opened(self, body: JSON, client: AsyncWebClient) -> None: ...
@@ -135,6 +143,11 @@ class SlackReceiver:
         async def on_rating(ack: Ack, body: JSON, client: AsyncWebClient) -> None:
             await ack()
             to.spawn(to.on_rating(body, client))
+
+        @app.action(STOP_ACTION)
+        async def on_stop(ack: Ack, body: JSON, client: AsyncWebClient) -> None:
+            await ack()
+            to.spawn(to.on_stop(body, client))
 
         @app.action(re.compile(f"^({HOME_STOP_ACTION}|{HOME_RESUME_ACTION})$"))
         async def on_home_button(ack: Ack, body: JSON, client: AsyncWebClient) -> None:

@@ -20,6 +20,7 @@ log = logging.getLogger("bot.channels.slack")
 NAME = "slack"
 # "<check-in id>:<value>": both whole numbers; anything else is refused (the value is untrusted).
 _RATING_VALUE = re.compile(r"^(\d{1,12}):(-?\d{1,3})$")
+_CHECKIN_ID = re.compile(r"^\d{1,12}$")
 # Message subtypes that carry a person's own words. Other subtypes are Slack's notices
 # (channel_join, pinned_item, ...) and are not answers.
 _TEXT_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
@@ -103,6 +104,26 @@ def translate_rating(body: JSON, *, workspace: str, now: dt.datetime) -> tuple[I
         event_key=f"rating:{channel}:{message_ts}",
     )  # fmt: skip
     return inbound, channel, message_ts
+
+
+def translate_stop(body: JSON, *, workspace: str, now: dt.datetime) -> tuple[Inbound, str] | None:
+    """The "Stop check-ins" button under a question as (Inbound, channel): the ``stop`` command,
+    which the conversation confirms like a typed "stop". None when it is not valid."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else None
+    user = text_of(dig(body, "user", "id"))
+    channel = text_of(dig(body, "container", "channel_id")) or text_of(dig(body, "channel", "id"))
+    message_ts = text_of(dig(body, "container", "message_ts")) or text_of(dig(body, "message", "ts"))
+    value = str(action.get("value") or "") if action is not None else ""
+    if not user or not channel or not message_ts or not _CHECKIN_ID.match(value):
+        return None
+    inbound = Inbound(
+        channel=NAME, sender=user, workspace=workspace, kind="command", command="stop", checkin_id=int(value),
+        received_at=now,
+        # One stop per message: a double click asks once, and never confirms by itself.
+        event_key=f"stop:{channel}:{message_ts}",
+    )  # fmt: skip
+    return inbound, channel
 
 
 def chosen_view(message: Any, value: int | None) -> tuple[str, list[JSON]] | None:
