@@ -77,7 +77,9 @@ async def test_polling_check_in_with_buttons_and_typed_text(make_app, telegram_a
         invitation, question = telegram_api.calls_to("sendMessage")
         assert invitation["chat_id"] == CHAT
         assert invitation["parse_mode"] == "HTML"
-        buttons = [b for row in question["reply_markup"]["inline_keyboard"] for b in row]
+        *ratings, stop_row = question["reply_markup"]["inline_keyboard"]
+        assert [b["callback_data"] for b in stop_row] == [f"s:{checkin_id}"]
+        buttons = [b for row in ratings for b in row]
         assert [b["text"] for b in buttons] == [str(v) for v in range(11)]
         assert [b["callback_data"] for b in buttons] == [f"r:{checkin_id}:{v}" for v in range(11)]
         assert all(len(row) <= 6 for row in question["reply_markup"]["inline_keyboard"])
@@ -271,9 +273,10 @@ async def test_commands_help_skip_stop(make_app, telegram_api) -> None:
     try:
         start_checkin(app)
         await channel.process_update(text_update("/help"))
-        assert telegram_api.sent_texts()[0] == html("person/help")
+        help_text = html("person/help", who_sees=prompts.Trusted("Your account manager sees your answers."))
+        assert telegram_api.sent_texts()[0] == help_text
         await channel.process_update(text_update("/whatever@RapportTestBot"))
-        assert telegram_api.sent_texts()[-2] == html("person/help"), "unknown commands get help, not stored"
+        assert telegram_api.sent_texts()[-2] == help_text, "unknown commands get help, not stored"
         await channel.process_update(text_update("/skip"))
         assert answers(app)[0][0] == "recommend"
         await channel.process_update(text_update("/stop"))

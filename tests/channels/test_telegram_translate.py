@@ -178,7 +178,8 @@ def test_keyboard_rows_and_callback_data() -> None:
     markup = keyboard(Outbound(text="?", choices=choices, checkin_id=123456789))
     assert markup is not None
     rows = markup.inline_keyboard
-    assert [len(r) for r in rows] == [6, 5]
+    assert [len(r) for r in rows] == [6, 5, 1]
+    assert rows[-1][0].callback_data == "s:123456789"  # "Stop check-ins"
     data = [b.callback_data for r in rows for b in r]
     assert all(isinstance(d, str) and len(d.encode()) <= 64 for d in data)
     assert data[7] == "r:123456789:7"

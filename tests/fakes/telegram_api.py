@@ -79,6 +79,7 @@ class FakeTelegramAPI:
             "getWebhookInfo": lambda p: {"pending_update_count": len(self._updates), **self.webhook},
             "sendMessage": self._send_message,
             "answerCallbackQuery": lambda p: True,
+            "setMyCommands": lambda p: True,
             "editMessageReplyMarkup": self._edit_markup,
             "editMessageText": self._edit_markup,
             "close": lambda p: True,

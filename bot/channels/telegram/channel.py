@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
+from telegram import BotCommand
 from telegram.ext import ExtBot
 
 import prompts
@@ -141,6 +142,8 @@ class TelegramChannel:
     async def start(self) -> None:
         await self.receiver.start()
         self.username = self.bot.username
+        # The commands people can send, in Telegram's "/" menu: /stop is always one tap away.
+        await self.transport.quietly("setMyCommands", self.bot.set_my_commands(list(COMMAND_MENU)))
 
     async def stop(self) -> None:
         """Take no new updates, finish the ones in hand (replies included), then disconnect."""
@@ -258,6 +261,15 @@ class TelegramChannel:
         if not self.receiver.started:
             raise RetryLater("telegram channel is not started")
         return await self.transport.send_all(chat_id, messages)
+
+
+#: The "/" menu of the private chat (``setMyCommands``): the person's commands, never the owners'.
+COMMAND_MENU = (
+    BotCommand("help", "How check-ins work and who sees your answers"),
+    BotCommand("skip", "Pass the current question"),
+    BotCommand("stop", "Stop hearing from us"),
+    BotCommand("start", "Take part again after stopping"),
+)
 
 
 def _safe_id(update: object) -> int | None:

@@ -23,6 +23,9 @@ NAME = "telegram"
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query", "my_chat_member")
 # Rating buttons: "r:<checkin id>:<value>". Callback data comes back from the client untrusted.
 CALLBACK_DATA = re.compile(r"^r:(\d{1,12}):(-?\d{1,3})$")
+# The "Stop check-ins" button under a question: "s:<check-in id>".
+STOP_DATA_PREFIX = "s:"
+STOP_DATA = re.compile(r"^s:(\d{1,12})$")
 _PRIVATE = "private"
 # Messages Telegram itself writes into a chat (pins, joins, payments...): nothing to answer.
 SERVICE_KEYS = frozenset({
@@ -202,9 +205,19 @@ def _callback(query: Mapping[str, Any], key: str | None, now: dt.datetime) -> Ac
         # An inline message (no chat) or a group: answer the press so the client stops spinning.
         return Press(callback_id=callback_id, chat_id=None, message_id=None, inbound=None)
     data = query.get("data")
-    match = CALLBACK_DATA.match(data) if isinstance(data, str) and len(data) <= 64 else None
+    data = data if isinstance(data, str) and len(data) <= 64 else ""
+    match = CALLBACK_DATA.match(data)
+    stop = STOP_DATA.match(data)
     inbound = None
-    if match is not None:
+    if stop is not None:
+        # The stop command: the conversation asks to confirm, exactly as for a typed /stop.
+        inbound = Inbound(
+            channel=NAME, sender=str(chat_id), kind="command", command="stop",
+            checkin_id=int(stop.group(1)) or None, received_at=now,
+            # One stop per message: a double tap asks once, and never confirms by itself.
+            event_key=f"stop:{chat_id}:{message_id}" if message_id is not None else key,
+        )  # fmt: skip
+    elif match is not None:
         checkin_id, value = int(match.group(1)), int(match.group(2))
         inbound = Inbound(
             channel=NAME, sender=str(chat_id), kind="choice", value=value, checkin_id=checkin_id or None,

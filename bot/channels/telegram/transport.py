@@ -45,7 +45,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.channels import pacing
 from bot.channels.base import Outbound, Sent
-from bot.channels.telegram.translate import NAME
+from bot.channels.telegram.translate import NAME, STOP_DATA_PREFIX
 from bot.engine.marks import Marks
 from bot.engine.people import People
 from memory.errors import DeliveryUnknown, PermanentFailure, RetryLater, Unreachable
@@ -161,12 +161,16 @@ class TelegramTransport:
 
 
 def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
-    """Rating buttons, at most six to a row; each carries the check-in and its value."""
+    """Rating buttons, at most six to a row; each carries the check-in and its value. A last row
+    holds "Stop check-ins" (the ``stop`` command, confirmed in the conversation as a typed one)."""
     if not message.choices:
         return None
     checkin = message.checkin_id or 0
     buttons = [InlineKeyboardButton(c.label, callback_data=f"r:{checkin}:{c.value}") for c in message.choices]
-    return InlineKeyboardMarkup([buttons[i : i + 6] for i in range(0, len(buttons), 6)])
+    rows = [buttons[i : i + 6] for i in range(0, len(buttons), 6)]
+    if message.checkin_id is not None:
+        rows.append([InlineKeyboardButton("Stop check-ins", callback_data=f"{STOP_DATA_PREFIX}{checkin}")])
+    return InlineKeyboardMarkup(rows)
 
 
 def _not_sent(exc: TimedOut) -> bool:
