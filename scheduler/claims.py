@@ -1,5 +1,5 @@
-"""What a dispatcher decides about a row while claiming it: keep the send window, take back a
-dead holder's claim. Used by :class:`scheduler.dispatch.Dispatcher` inside its claim transaction.
+"""What a dispatcher decides about a row while claiming it: skip a row to a person who opted out
+(or was deleted) since it was queued, keep the send window, take back a dead holder's claim. Used by :class:`scheduler.dispatch.Dispatcher` inside its claim transaction.
 """
 
 from __future__ import annotations
@@ -49,18 +49,21 @@ def set_aside(
     if row.not_after is not None and now >= row.not_after:
         close(s, row, "skipped", "too late: its window closed before it could be sent")
         return True
-    if row.kind not in WINDOWED_KINDS or row.person_id is None or row.program_id is None:
+    # Every row addressed to a person, whatever its kind: an opt-out given after the row was queued
+    # stops it here (and the handlers check again in the transaction that prepares it).
+    person = s.get(Person, row.person_id) if row.person_id is not None else None
+    if row.person_id is not None:
+        if person is None:
+            close(s, row, "skipped", "person deleted")
+            return True
+        if person.opted_out_at is not None:
+            close(s, row, "skipped", "opted out")
+            return True
+    if row.kind not in WINDOWED_KINDS or person is None or row.program_id is None:
         return False
     program = programs.get(_program_name(s, row.program_id, names) or "")
     if program is None:
         return False
-    person = s.get(Person, row.person_id)
-    if person is None:
-        close(s, row, "skipped", "person deleted")
-        return True
-    if person.opted_out_at is not None:
-        close(s, row, "skipped", "opted out")
-        return True
     tz, away = zone(person.timezone), away_of(s, person.id)
     if is_open(now, program.window, tz, away):
         return False
