@@ -1,5 +1,6 @@
 """What a dispatcher decides about a row while claiming it: skip a row to a person who opted out
-(or was deleted) since it was queued, keep the send window, take back a dead holder's claim. Used by :class:`scheduler.dispatch.Dispatcher` inside its claim transaction.
+(or was deleted) since it was queued, keep the send window, take back a dead holder's claim.
+Used by :class:`scheduler.dispatch.Dispatcher` inside its claim transaction.
 """
 
 from __future__ import annotations

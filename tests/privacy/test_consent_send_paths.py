@@ -23,11 +23,11 @@ from memory.db import transaction
 from memory.errors import OptedOut, RetryLater
 from memory.models import Checkin, FollowUp, OutboxMessage, Owner, Person
 from scheduler.digests import DigestSchedule, plan_digests
-from scheduler.dispatch import DispatchReport, Dispatcher, DispatchSettings
+from scheduler.dispatch import Dispatcher, DispatchReport, DispatchSettings
 from scheduler.planner import Planner
 from tests.fakes.channel import RecordingChannel
 from tests.history_builder import T0, History
-from tests.scheduler.conftest import Clock, add_people, scheduled_app  # noqa: F401  (fixture)
+from tests.scheduler.conftest import Clock, add_people
 from tests.scheduler.test_dispatch import ALL_DAY, drain, outbox
 
 UTC = dt.UTC
@@ -120,7 +120,7 @@ async def test_a_reminder_and_a_stored_retry_stop_after_the_person_confirms_stop
     assert opted_out(app, key)
     await drain(app, worker, clock)
     assert len(channel.sent) == 1, "the stored reminder was not retried"
-    reminder = [r for r in outbox(app) if r.kind == "reminder"][0]
+    reminder = next(r for r in outbox(app) if r.kind == "reminder")
     assert (reminder.status, reminder.last_error) == ("skipped", "opted out")
 
 
@@ -167,7 +167,7 @@ def test_no_promise_question_and_no_follow_up_reach_a_person_who_stopped(schedul
     later = NOW + dt.timedelta(hours=1)
     for n, text in enumerate(("Support got much worse since the spring", "yes, it happened"), start=4):
         assert says(app, key, text, later, n) == [
-            "You asked us to stop, so you will not get check-ins. Send \"start\" if you want to take part again."
+            'You asked us to stop, so you will not get check-ins. Send "start" if you want to take part again.'
         ]
     with transaction(app.sessions) as s:
         assert s.scalars(select(FollowUp)).all() == []

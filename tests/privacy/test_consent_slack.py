@@ -13,7 +13,7 @@ from bot.engine.owners import link_owner
 from memory import store
 from memory.db import transaction
 from memory.models import Promise
-from tests.channels.slack_kit import SlackRig, dm_of, slack_rig  # noqa: F401  (fixture)
+from tests.channels.slack_kit import SlackRig, dm_of
 from tests.channels.test_slack_promise_shortcut import _shortcut, _submission
 from tests.privacy.test_consent_telegram import ANONYMOUS, ATTRIBUTED
 

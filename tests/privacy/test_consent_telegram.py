@@ -18,7 +18,7 @@ from memory import store
 from memory.db import transaction
 from memory.models import Promise
 from tests.channels.telegram_kit import CHAT, T0, add_person, make_channel, press_update, text_update
-from tests.fakes.telegram_api import FakeTelegramAPI, telegram_api  # noqa: F401  (fixture)
+from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.history_builder import History
 
 ADDRESS = Address(channel="telegram", external_id=str(CHAT))
@@ -149,8 +149,8 @@ async def test_an_anonymous_follow_up_says_only_the_person_sees_the_quote(
         h = History(s)
         for key, program in (("eve", "employees"), ("ann", "customers")):
             person = h.person(key, programs=(program,))
-            store.link_identity(s, person=person, channel="telegram", external_id=str(CHAT if key == "ann" else CHAT + 1),
-                                now=earlier)  # fmt: skip
+            chat = CHAT if key == "ann" else CHAT + 1
+            store.link_identity(s, person=person, channel="telegram", external_id=str(chat), now=earlier)
             h.checkin(person, program, earlier, rating=9, text="My manager backs me up and the team is great.")
     channel = await started(app, telegram_api)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient
@@ -12,18 +13,23 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.channels.web import WebChannel
+from bot.cli.people import import_people_text
 from bot.delivery import Delivery
 from bot.runner import schedules_from_config
 from memory import store
 from memory.db import transaction
 from memory.models import OutboxMessage, Person
 from scheduler.planner import Planner
-from tests.channels.test_web import client, link, post, web_app  # noqa: F401  (fixtures)
-from tests.channels.test_web_invitations import NOW, app  # noqa: F401  (fixture)
+from tests.channels.test_web import link, post
+from tests.channels.test_web_invitations import NOW, ROSTER
 from tests.privacy.test_consent_telegram import ANONYMOUS, ATTRIBUTED
 
 
-async def test_the_invitation_e_mail_says_who_sees_the_answers(app: App) -> None:  # noqa: F811
+async def test_the_invitation_e_mail_says_who_sees_the_answers(make_app: Callable[..., App], tmp_path: Path) -> None:
+    app = make_app()
+    web = app.config.channels.web.model_copy(update={"directory": str(tmp_path / "mail")})
+    app.config = app.config.model_copy(update={"channels": app.config.channels.model_copy(update={"web": web})})
+    import_people_text(app, ROSTER, NOW)
     Planner(sessions=app.sessions, programs=schedules_from_config(app.config)).start_wave(program="customers", now=NOW)
     with app.sessions() as s:
         ann = s.scalars(select(Person.id).where(Person.key == "ann")).one()
@@ -37,12 +43,12 @@ async def test_the_invitation_e_mail_says_who_sees_the_answers(app: App) -> None
     assert ANONYMOUS not in body
 
 
-async def test_help_on_the_page_says_who_sees_the_answers(client: TestClient, web_app: App) -> None:  # noqa: F811
+async def test_help_on_the_page_says_who_sees_the_answers(client: TestClient, web_app: App) -> None:
     body = await post(client, link(web_app), text="help")
     assert html.escape(ATTRIBUTED) in body
 
 
-async def test_the_page_stop_button_asks_first_and_no_carries_on(client: TestClient, web_app: App) -> None:  # noqa: F811
+async def test_the_page_stop_button_asks_first_and_no_carries_on(client: TestClient, web_app: App) -> None:
     path = link(web_app)
     body = await post(client, path, action="stop")
     assert "Reply &#34;yes&#34; to confirm" in body  # the conversation asks first

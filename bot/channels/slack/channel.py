@@ -265,7 +265,8 @@ class SlackChannel:
         await self.reply(client, channel, await self.handle(inbound), None)
 
     async def on_stop(self, body: JSON, client: AsyncWebClient) -> None:
-        """"Stop check-ins" under a question: the conversation asks to confirm, as for a typed stop."""
+        """The *Stop check-ins* button under a question: the conversation asks to confirm, as for a
+        typed stop."""
         translated = translate_stop(body, workspace=self.workspace(body), now=self.clock())
         if translated is None:
             return
