@@ -141,7 +141,14 @@ class Runner:
         )  # fmt: skip
         self.jobs: list[PeriodicJob] = []
         # Digests: their outbox handler in every process, their planning job in the leader.
-        extensions = [digest_runner.digests_extension(app, self.channels), *extensions]
+        # Login links owners ask for: their outbox handler (bot/dashboard/link_delivery.py).
+        from bot.dashboard.link_delivery import login_links_extension
+
+        extensions = [
+            digest_runner.digests_extension(app, self.channels),
+            login_links_extension(app, self.channels, clock),
+            *extensions,
+        ]
         for kind, handler in (handlers or {}).items():
             self.add_handler(kind, handler)
         for job in jobs:

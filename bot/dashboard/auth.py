@@ -58,6 +58,12 @@ def find_owner(s: Session, key: str) -> Owner | None:
     return s.scalar(select(Owner).where(Owner.key == key))
 
 
+def owner_by_email(s: Session, address: str) -> Owner | None:
+    """The owner whose e-mail address this is (any case); None when none or several have it."""
+    found = list(s.scalars(select(Owner).where(func.lower(Owner.email) == address.strip().lower()).limit(2)))
+    return found[0] if len(found) == 1 else None
+
+
 def _account(s: Session, owner: Owner, now: dt.datetime) -> OwnerAccount:
     account = s.get(OwnerAccount, owner.id)
     if account is None:

@@ -139,7 +139,8 @@ class Receiver:
             "checkin.html", name=found.name, log=log, ask=ask, opted_out=found.opted_out,
             # The question is the conversation's last bubble: its label is then for screen readers.
             repeated=bool(ask and log and log[-1][1] == _clip(ask["text"])),
-            done=found.checkin_id is None, nonce=nonce, csrf=self._csrf(token, nonce),
+            done=found.checkin_id is None, resumed=bool(same and cookie.get("resumed")) and not found.opted_out,
+            nonce=nonce, csrf=self._csrf(token, nonce),
         )  # fmt: skip
         await self.storage.save_session(request, response, cookie)
         return response
@@ -171,7 +172,8 @@ class Receiver:
             same = cookie.get("checkin") == found.checkin_id
             log = (list(cookie.get("log", [])) if same else []) + [["you", _clip(translate.said(inbound))]]
             log += [["rapport", _clip(m.text)] for m in replies]
-            cookie.update({"checkin": found.checkin_id, "log": log[-KEEP:], "ask": _pending(replies)})
+            resumed = inbound.kind == "command" and inbound.command == "start"
+            cookie.update({"checkin": found.checkin_id, "log": log[-KEEP:], "ask": _pending(replies), "resumed": resumed})
             response = web.HTTPSeeOther(request.path)
             await self.storage.save_session(request, response, cookie)
             raise response
