@@ -88,7 +88,7 @@ def login_link(
     ctx: typer.Context,
     owner: Annotated[str, typer.Argument(help="The owner's key.")],
     send: Annotated[
-        bool, typer.Option("--send", help="Send it to the owner (Slack, then Telegram, then e-mail) instead of printing it.")
+        bool, typer.Option("--send", help="Send it to the owner (Slack, else Telegram, else e-mail), not print it.")
     ] = False,
     via: Annotated[
         str | None, typer.Option("--via", help="Send it by this channel: slack, telegram or email (implies --send).")

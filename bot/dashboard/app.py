@@ -161,7 +161,8 @@ async def _logout_form(request: web.Request) -> dict[str, Any]:
 
 
 async def _login_forms(request: web.Request) -> dict[str, Any]:
-    return {"form": await empty_form(request, forms.LoginForm), "mail": await empty_form(request, forms.LinkRequestForm)}
+    login, mail = await empty_form(request, forms.LoginForm), await empty_form(request, forms.LinkRequestForm)
+    return {"form": login, "mail": mail}
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -233,9 +234,10 @@ async def use_link(request: web.Request) -> web.Response:
 
 
 async def mail_link(request: web.Request) -> web.Response:
-    """"E-mail me a login link": the same page whether or not the address is an owner's, so the
-    form reveals nobody. Every request counts against the address and the client (the login
-    rate limit's table and numbers); the link goes out through the outbox, never in this request."""
+    """The login page's "E-mail me a login link": the same page whether or not the address is an
+    owner's, so the form reveals nobody. Every request counts against the address and the client
+    (the login rate limit's table and numbers); the link goes out through the outbox, never in
+    this request, so the answer takes as long either way."""
     cfg = settings(request)
     bound = await form(request, forms.LinkRequestForm)
     address = (bound.email.data or "").strip().lower()

@@ -8,7 +8,11 @@ and which people an owner may see.
   the table knows, a stolen table replays nothing, and the link works in every process without
   a shared key (``rapport owner login-link`` runs in its own process).
 * Failed logins are rows in ``login_failures``, counted per owner key and per client address over
-  a window, so every ``rapport run`` process enforces one limit.
+  a window, so every ``rapport run`` process enforces one limit. Requests for an e-mailed login
+  link are counted there too (per address asked for and per client), whether or not the address
+  is an owner's.
+* Links Rapport sends (by Slack, Telegram or e-mail) are queued by
+  :mod:`bot.engine.owner_login` and made and sent by :mod:`bot.dashboard.link_delivery`.
 * Access: an admin sees every person; any other owner only the people whose ``owner_id`` is
   theirs. Everything that reads a person goes through :func:`visible_person` or
   :func:`visible_people_query`, the one place the rule lives.

@@ -92,7 +92,7 @@ class LoginLinkDelivery:
         markup: prompts.Markup = "plain" if adapter is None else adapter.markup
         ready = await asyncio.to_thread(self._prepare, row, markup)
         log.info("login link made", extra={"outbox_id": row.id, "owner_id": row.owner_id, "channel": channel})
-        if channel == "email":
+        if adapter is None:
             return await self._mail(ready)
         from bot.channels.base import Address
         from bot.engine.ports import Outbound

@@ -63,11 +63,8 @@ def route(s: Session, owner: Owner, via: str | None = None) -> tuple[str, dict[s
 
 
 def recent_requests(s: Session, owner: Owner, now: dt.datetime) -> int:
-    return s.scalar(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(OutboxMessage.kind == KIND, OutboxMessage.owner_id == owner.id, OutboxMessage.created_at > now - WINDOW)
-    ) or 0
+    mine = (OutboxMessage.kind == KIND, OutboxMessage.owner_id == owner.id, OutboxMessage.created_at > now - WINDOW)
+    return s.scalar(select(func.count()).select_from(OutboxMessage).where(*mine)) or 0
 
 
 def request_login_link(

@@ -54,7 +54,7 @@ def _owner(app: App, key: str = "lee@example.com", *, slack: str | None = None, 
         owner = Owner(key=key, name="Lee", email=email, created_at=NOW)
         s.add(owner)
         s.flush()
-        for channel, external, workspace in (("slack", slack, TEAM), ("telegram", telegram, "")):  # noqa: B007
+        for channel, external, workspace in (("slack", slack, TEAM), ("telegram", telegram, "")):
             if external:
                 s.add(OwnerIdentity(owner_id=owner.id, channel=channel, workspace=workspace, external_id=external,
                                     created_at=NOW))  # fmt: skip

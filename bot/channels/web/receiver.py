@@ -173,7 +173,9 @@ class Receiver:
             log = (list(cookie.get("log", [])) if same else []) + [["you", _clip(translate.said(inbound))]]
             log += [["rapport", _clip(m.text)] for m in replies]
             resumed = inbound.kind == "command" and inbound.command == "start"
-            cookie.update({"checkin": found.checkin_id, "log": log[-KEEP:], "ask": _pending(replies), "resumed": resumed})
+            cookie.update(
+                {"checkin": found.checkin_id, "log": log[-KEEP:], "ask": _pending(replies), "resumed": resumed}
+            )
             response = web.HTTPSeeOther(request.path)
             await self.storage.save_session(request, response, cookie)
             raise response
