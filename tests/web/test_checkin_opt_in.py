@@ -5,6 +5,7 @@ headless Chromium (the browser kit of ``test_browser.py``)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,7 +20,7 @@ from bot.invites import make_token
 from bot.web import make_web_app
 from memory import store
 from memory.db import transaction
-from tests.web.test_browser import ARGS, CHROMIUM, _need_browser
+from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, _need_browser
 
 NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
 KEY = b"k" * 32
@@ -130,6 +131,9 @@ async def test_stop_and_start_again_in_chromium(browser: Any, app: App) -> None:
         heading = page.get_by_role("heading", name="You will not be contacted")
         assert await heading.is_visible()
         assert _opted_out(app)
+        if os.environ.get("RAPPORT_SCREENSHOTS") == "1":
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(SHOTS / "web-opted-out.png"), full_page=True)
         start = page.get_by_role("button", name="Start check-ins again")
         # Keyboard only: Tab to the button, Enter.
         for _ in range(8):

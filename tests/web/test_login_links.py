@@ -343,6 +343,22 @@ async def test_login_page_link_requests_are_rate_limited(site: Site) -> None:
     assert _rows(app) == []
 
 
+async def test_rapport_run_sends_queued_login_links(make_app, smtp_server: SmtpServer) -> None:  # noqa: F811
+    from bot.runner import Runner
+
+    app = make_app(config_override=_with_smtp(make_app().config, smtp_server))
+    owner_id = _owner(app)
+    with transaction(app.sessions) as s:
+        owner = s.get(Owner, owner_id)
+        assert owner is not None
+        assert owner_login.request_login_link(s, owner=owner, now=NOW).via == "email"
+    runner = Runner(app=app, channels={}, serve_web=False, clock=Clock(NOW + dt.timedelta(seconds=1)))
+    await runner.run_until_idle()
+    (message,) = smtp_server.messages
+    assert TOKEN.search(message.get_content())
+    assert [r.status for r in _rows(app)] == ["sent"]
+
+
 # What the handler does with odd rows ---------------------------------------------------------
 
 
