@@ -272,6 +272,27 @@ async def test_telegram_login_command_sends_one_message_with_a_working_link(
     _no_token_logged(caplog, match.group(1))
 
 
+def test_telegram_commands_that_are_not_the_engine_s_keep_their_text(make_app) -> None:
+    from bot.channels.telegram.translate import Deliver, translate
+    from memory import store
+    from memory.models import Promise
+    from tests.channels.telegram_kit import text_update
+
+    typed = "/promise@RapportTestBot @ann a call back"
+    action = translate(text_update(typed, chat_id=5150), now=NOW)
+    assert isinstance(action, Deliver)
+    inbound = action.inbound
+    assert (inbound.kind, inbound.command, inbound.text) == ("command", "help", typed)
+    app = make_app()
+    _owner(app, telegram="5150")
+    with transaction(app.sessions) as s:
+        store.upsert_person(s, key="ann", name="Ann", email=None, timezone="UTC", owner_key=None, programs=[], now=NOW)
+    (reply,) = app.service.handle(inbound, markup="telegram_html")
+    assert reply.text.startswith("Noted: the promise to Ann")
+    with transaction(app.sessions) as s:
+        assert [p.text for p in s.query(Promise)] == ["a call back"]
+
+
 async def test_login_from_someone_who_is_not_an_owner_is_an_ordinary_message(make_app) -> None:
     from bot.engine.ports import Inbound
 
