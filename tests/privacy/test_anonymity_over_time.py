@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+
 from bot.engine.ports import Inbound
 from bot.runner import schedules_from_config
 from memory import db, importing
@@ -66,7 +67,8 @@ def test_an_answer_after_the_wave_closed_is_refused_and_changes_no_view(
     assert every_view(app) == before
     with db.transaction(app.sessions) as s:
         checkin = s.get(Checkin, checkin_id)
-        assert checkin is not None and checkin.status == "expired"
+        assert checkin is not None
+        assert checkin.status == "expired"
         assert checkin.answers == []  # refused, not kept for a later wave
 
 

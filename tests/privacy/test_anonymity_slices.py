@@ -90,9 +90,12 @@ def test_comments_need_a_higher_threshold_than_scores(make_app) -> None:
     app = make_app()
     build_pulse(app, {"a": 6, "b": 6}, latecomer=False)
     a, program = view(app, owner="a"), view(app)
-    assert not a.suppressed and a.respondents == 6
-    assert a.comments == () and a.themes == ()
-    assert a.comments_why is not None and "10" in a.comments_why
+    assert not a.suppressed
+    assert a.respondents == 6
+    assert a.comments == ()
+    assert a.themes == ()
+    assert a.comments_why is not None
+    assert "10" in a.comments_why
     assert len(program.comments) == 12  # 12 writers: the program's comments are shown
 
 
@@ -139,7 +142,8 @@ def test_nothing_owner_facing_says_who_took_part(make_app, db_url: str) -> None:
         assert seen[0] == seen[1] == seen[2], command
     with db.transaction(app.sessions) as s:
         digest = build_digest(s, owner="a", since=CLOSE - dt.timedelta(days=1), until=LATE + dt.timedelta(days=1))
-    assert digest.changes == () and digest.silent == ()
+    assert digest.changes == ()
+    assert digest.silent == ()
 
 
 def test_forget_removes_the_person_s_comment_from_frozen_views(make_app) -> None:
@@ -156,5 +160,6 @@ def test_forget_removes_the_person_s_comment_from_frozen_views(make_app) -> None
     erasure.forget(app.sessions, "a-p9", actor="dpo", now=LATE)
     with db.transaction(app.sessions) as s:
         stored = [json.dumps(v) for v in s.scalars(select(WaveView.view))]
-    assert stored and not any("Qzxuniquecomment4471" in v for v in stored)
+    assert stored
+    assert not any("Qzxuniquecomment4471" in v for v in stored)
     assert not any("Qzxuniquecomment4471" in c for c in view(app).comments)
