@@ -1,8 +1,9 @@
 """Pure rules for what a person's message means outside a check-in's questions.
 
 ``flow.advance`` decides everything within an open check-in. These decide the rest: messages
-while opted out, messages between check-ins (``stop`` needs no confirmation there), a photo or
-sticker instead of words, and an edited message that corrects an earlier answer. Like the flow,
+while opted out, messages between check-ins (``stop`` needs no confirmation there), messages
+after a check-in's end that the scheduler has not expired yet, a photo or sticker instead of
+words, and an edited message that corrects an earlier answer. Like the flow,
 they read no clock and touch no database: they return effects, and the service carries them out.
 """
 

@@ -8,7 +8,9 @@ conversation state together, or not at all. A crash before the commit loses noth
 redelivers and the event is processed again; a duplicate event key gets no replies.
 
 What a message means is decided by pure rules: :mod:`bot.engine.flow` within a check-in,
-:mod:`bot.engine.outside` for the rest (opted out, between check-ins, non-text, edits).
+:mod:`bot.engine.outside` for the rest (opted out, between check-ins, non-text, edits, and a
+message that reaches a check-in after its end or its wave's: the check-in ends then and there
+and the answer is refused, so nothing can join a closed wave's views).
 :mod:`bot.engine.turns` carries out the effects inside the transaction.
 
 The service is synchronous on purpose. Async channel adapters call it through
