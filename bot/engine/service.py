@@ -195,8 +195,8 @@ class CheckinService:
             else:
                 checkin = self._checkin_for(s, person, inbound)
                 script = self.scripts.get(checkin.program.name) if checkin is not None else None
-                if checkin is None or script is None:
-                    return None
+                if checkin is None or script is None or outside.past_end(inbound.received_at, *self._ends(checkin)):
+                    return None  # nothing to compute (a message after the end is refused unread)
                 needed = precompute.read_turn(s, checkin=checkin, inbound=inbound, rating_key=script.rating_key)
         # The read is over (its connection is back in the pool); now the model.
         if edited is not None:
