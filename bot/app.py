@@ -98,7 +98,8 @@ def build(
         db.migrate(engine)
     sessions = db.make_sessionmaker(engine)
     with db.transaction(sessions) as s:
-        store.ensure_programs(s, {name: (p.anonymous, p.k) for name, p in config.programs.items()}, clock())
+        specs = {name: (p.anonymous, p.k, p.k_comments) for name, p in config.programs.items()}
+        store.ensure_programs(s, specs, clock())
     embedder = embedder or make_embedder(config)
     detector = make_detector(config, embedder)
     service = CheckinService(

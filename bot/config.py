@@ -190,8 +190,10 @@ class ProgramConfig(Strict):
     title: str | None = None
     description: str = ""
     privacy: Literal["attributed", "anonymous"] = "attributed"
-    # Anonymous programs show owners only groups of at least k people.
+    # Anonymous programs show owners only groups of at least k people (scores), and comments and
+    # themes only from groups of at least k_comments people who wrote one (never below k).
     k: int = Field(default=5, ge=2, le=1000)
+    k_comments: int = Field(default=10, ge=2, le=1000)
     questions: list[Question] = Field(min_length=1)
     cadence: Cadence
     window: SendWindow = Field(default_factory=SendWindow)

@@ -130,7 +130,9 @@ class Runner:
         self.idle_poll = idle_poll
         self.schedules = schedules_from_config(self.config)
         self.delivery = Delivery(app=app, channels=self.channels, clock=clock)
-        self.planner = Planner(sessions=app.sessions, programs=self.schedules, expire=app.service.expire)
+        self.planner = Planner(
+            sessions=app.sessions, programs=self.schedules, expire=app.service.expire, encode=app.embedder.encode
+        )
         self.dispatcher = Dispatcher(
             sessions=app.sessions, handlers=self.delivery.handlers(), worker_id=self.worker_id,
             programs=self.schedules, settings=dispatch_settings(self.config), clock=clock,

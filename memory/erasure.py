@@ -5,8 +5,10 @@ embeddings, check-ins with their conversation state, follow-ups, promises and ou
 identities, enrollments, absences, outbox rows with their stored contents and send records, which
 also carry invitation links and tokens). Owner digests that quoted the person keep their other
 lines: every line that names or quotes the person is replaced by :data:`REDACTED`, in the stored
-digest contents and in digest files Rapport wrote. The owner's web login is removed only when
-asked (``owner_login``), for a person who is also an owner with the same key or e-mail.
+digest contents and in digest files Rapport wrote, and so is every comment or theme quote of a
+frozen anonymous wave view (``wave_views``) that quotes the person; its counts stay, since they
+cover at least k people. The owner's web login is removed only when asked (``owner_login``), for
+a person who is also an owner with the same key or e-mail.
 
 What stays is an erasure record in the audit log (action ``person.erase``): who asked, when, the
 row counts, and a salted SHA-256 of the person's key, so "was X erased?" can be answered by
@@ -46,6 +48,7 @@ from memory.models import (
     Person,
     Promise,
 )
+from memory.models_anonymity import WaveView
 from memory.models_channels import ChannelMark
 from memory.models_scheduler import Absence, OutboxContent, OutboxSend
 from memory.models_web import LoginFailure, LoginToken, OwnerAccount
@@ -82,6 +85,7 @@ TABLES: dict[str, str] = {
     "owner_identities": "kept (an owner's chat accounts)",
     "programs": "no personal data",
     "waves": "no personal data",
+    "wave_views": "comments and theme quotes that quote the person redacted; counts kept (groups of at least k)",
     "processed_events": "no personal data (event ids and invite nonces)",
     "scheduler_leases": "no personal data",
     "worker_heartbeats": "no personal data",
@@ -228,6 +232,17 @@ def redact_stored_digests(s: Session, marks: re.Pattern[str]) -> int:
     return changed
 
 
+def redact_wave_views(s: Session, marks: re.Pattern[str]) -> int:
+    """Rewrite frozen views of anonymous waves whose comments or theme quotes quote the person."""
+    changed = 0
+    for row in s.scalars(select(WaveView)):
+        view = redact_json(row.view, marks)
+        if view != row.view:
+            row.view = view
+            changed += 1
+    return changed
+
+
 def redact_digest_files(folder: Path, marks: re.Pattern[str]) -> list[str]:
     """Rewrite digest files (Markdown, HTML...) Rapport wrote into ``folder``."""
     rewritten: list[str] = []
@@ -268,6 +283,7 @@ def forget(
         marks = fingerprints(s, person)
         counts = erase_rows(s, person, owner_login=owner_login)
         counts["stored_digests"] = redact_stored_digests(s, marks)
+        counts["wave_views"] = redact_wave_views(s, marks)
         report = ErasureReport(reference=reference(person.key), counts=counts)
         audit.record(
             s, actor=actor, action="person.erase", now=now, detail={"reference": report.reference, "counts": counts}

@@ -141,6 +141,8 @@ class Program(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     k_anonymity: Mapped[int] = mapped_column(Integer, default=5)
+    # Anonymous programs: the smaller group whose comments (and themes) may be shown.
+    k_comments: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime]
 
 

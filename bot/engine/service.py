@@ -8,7 +8,9 @@ conversation state together, or not at all. A crash before the commit loses noth
 redelivers and the event is processed again; a duplicate event key gets no replies.
 
 What a message means is decided by pure rules: :mod:`bot.engine.flow` within a check-in,
-:mod:`bot.engine.outside` for the rest (opted out, between check-ins, non-text, edits).
+:mod:`bot.engine.outside` for the rest (opted out, between check-ins, non-text, edits, and a
+message that reaches a check-in after its end or its wave's: the check-in ends then and there
+and the answer is refused, so nothing can join a closed wave's views).
 :mod:`bot.engine.turns` carries out the effects inside the transaction.
 
 The service is synchronous on purpose. Async channel adapters call it through
@@ -35,7 +37,7 @@ from memory.changes import ChangeDetector
 from memory.db import transaction
 from memory.embeddings import to_bytes
 from memory.errors import NotEnrolled, OptedOut
-from memory.models import Answer, ChannelIdentity, Checkin, FollowUp, Person, ProcessedEvent
+from memory.models import OPEN_STATUSES, Answer, ChannelIdentity, Checkin, FollowUp, Person, ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,16 @@ class CheckinService:
         assert person is not None
         self.turns.run(s, Turn(person=person, checkin=checkin, script=script, markup="plain", now=now), flow.Expire())
 
+    @staticmethod
+    def _ends(checkin: Checkin) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The check-in's own end and its wave's planned end."""
+        return checkin.expires_at, checkin.wave.closes_at if checkin.wave is not None else None
+
+    def _expire_now(self, s: Session, checkin: Checkin, now: dt.datetime) -> None:
+        self.expire(s, checkin, now)
+        if checkin.status in OPEN_STATUSES:
+            checkin.status, checkin.updated_at = "expired", now
+
     # Inbound ----------------------------------------------------------------------------------
 
     def handle(self, inbound: Inbound, *, markup: prompts.Markup = "plain") -> list[Outbound]:
@@ -183,8 +195,8 @@ class CheckinService:
             else:
                 checkin = self._checkin_for(s, person, inbound)
                 script = self.scripts.get(checkin.program.name) if checkin is not None else None
-                if checkin is None or script is None:
-                    return None
+                if checkin is None or script is None or outside.past_end(inbound.received_at, *self._ends(checkin)):
+                    return None  # nothing to compute (a message after the end is refused unread)
                 needed = precompute.read_turn(s, checkin=checkin, inbound=inbound, rating_key=script.rating_key)
         # The read is over (its connection is back in the pool); now the model.
         if edited is not None:
@@ -238,6 +250,10 @@ class CheckinService:
         if inbound.kind == "edit":
             return self._edit(s, person, inbound, markup, pre)
         checkin = self._checkin_for(s, person, inbound)
+        if checkin is not None and outside.past_end(now, *self._ends(checkin)):
+            # Over, though the tick has not expired it yet: end it now, as the tick would have.
+            self._expire_now(s, checkin, now)
+            return self._carry_out(s, person, outside.after_end(inbound.kind, command), markup, now)
         if checkin is None:
             closed = s.get(Checkin, inbound.checkin_id) if inbound.checkin_id is not None else None
             done = closed is not None and closed.person_id == person.id and closed.status == "completed"
@@ -313,7 +329,9 @@ class CheckinService:
         question = script.question(answer.question) if script and answer else None
         low, high = (question.min, question.max) if question else (0, 10)
         effects = outside.edit(
-            inbound.text or "", still_open=checkin.status in ("invited", "in_progress"),
+            inbound.text or "",
+            still_open=checkin.status in ("invited", "in_progress")
+            and not outside.past_end(inbound.received_at, *self._ends(checkin)),
             kind="followup" if answer is None else ("rating" if answer.kind == "rating" else "text"),
             low=low, high=high, max_chars=self.limits.max_answer_chars,
             question=question.text if question else None,
