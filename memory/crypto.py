@@ -110,6 +110,12 @@ def load(environ: Mapping[str, str] | None = None, *, required: bool = False) ->
     return ring
 
 
+def reset() -> None:
+    """Forget the keys read so far: the next use reads the environment again."""
+    global _ring
+    _ring = None
+
+
 def keyring() -> Keyring:
     """The keys in use (read from the environment the first time)."""
     return _ring if _ring is not None else load()

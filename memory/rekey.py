@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import memory.models_scheduler  # noqa: F401  (registers outbox_contents)
 from memory import crypto
+from memory.erasure import scrub_sqlite
 from memory.errors import EncryptedValueUnreadable, EncryptionKeyMissing
 from memory.models import Answer, Base, Promise
 
@@ -40,6 +41,9 @@ class ColumnCount:
 @dataclass
 class Report:
     columns: dict[str, ColumnCount] = field(default_factory=dict)
+    # SQLite only: False when another process kept the WAL (and its old page copies) from being
+    # truncated; the next checkpoint does it.
+    wal_truncated: bool = True
 
     def total(self, state: str) -> int:
         return sum(getattr(c, state) for c in self.columns.values())
@@ -55,7 +59,8 @@ def encrypted_columns() -> list[tuple[Table, Column[Any]]]:
     return found
 
 
-def _raw(column: Column[Any]) -> Any:
+def raw_column(column: Column[Any]) -> Any:
+    """``column`` read or written as stored (the mark and token), not as words."""
     assert isinstance(column.type, crypto.ENCRYPTED_TYPES)
     return type_coerce(column, column.type.impl_instance)
 
@@ -64,7 +69,7 @@ def _batches(s: Session, table: Table, column: Column[Any], size: int) -> Iterat
     (pk,) = table.primary_key.columns
     last: Any = None
     while True:
-        query = select(pk, _raw(column)).where(column.is_not(None)).order_by(pk).limit(size)
+        query = select(pk, raw_column(column)).where(column.is_not(None)).order_by(pk).limit(size)
         if last is not None:
             query = query.where(pk > last)
         rows = [(r[0], r[1]) for r in s.execute(query)]
@@ -124,6 +129,9 @@ def rotate(
             .values({column.name: bindparam("b_value", type_=column.type.impl_instance)})  # type: ignore[attr-defined]
         )
         with sessions() as s:
+            if s.get_bind().dialect.name == "sqlite":
+                # The clear text a rewritten value replaces is zeroed, not left in a free page.
+                s.connection().exec_driver_sql("PRAGMA secure_delete=ON")
             for rows in _batches(s, table, column, batch):
                 changes: list[dict[str, Any]] = []
                 for key, raw in rows:
@@ -144,6 +152,10 @@ def rotate(
                     count.changed += len(changes)
                 if progress is not None:
                     progress(name, count.changed)
+    with sessions() as s:
+        sqlite = s.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        report.wal_truncated = scrub_sqlite(sessions)
     return report
 
 
