@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -41,6 +41,10 @@ class Keyring:
     """The keys of this process: empty when none is set (values are then written plain)."""
 
     keys: tuple[Fernet, ...] = ()
+    _multi: MultiFernet | None = field(init=False, default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_multi", MultiFernet(list(self.keys)) if self.keys else None)
 
     @property
     def active(self) -> bool:
@@ -50,10 +54,10 @@ class Keyring:
         return self.keys[0].encrypt(data)
 
     def decrypt(self, token: bytes) -> bytes:
-        if not self.keys:
+        if self._multi is None:
             raise EncryptedValueUnreadable(f"encrypted values are stored but {ENV} is not set")
         try:
-            return MultiFernet(list(self.keys)).decrypt(token)
+            return self._multi.decrypt(token)
         except InvalidToken:
             raise EncryptedValueUnreadable(
                 f"an encrypted value cannot be read with the keys in {ENV} "
@@ -62,7 +66,8 @@ class Keyring:
 
     def rotate(self, token: bytes) -> bytes:
         """``token`` encrypted again with the newest key (its original time kept)."""
-        return MultiFernet(list(self.keys)).rotate(token)
+        assert self._multi is not None
+        return self._multi.rotate(token)
 
     def state(self, token: bytes) -> str:
         """``current`` (readable with the newest key), ``older`` (only with another one) or
