@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Config, ProgramConfig, resolve_secret, secret_name
 from bot.engine.script import Limits, Question, Script
 from bot.engine.service import CheckinService
-from memory import db, store
+from memory import crypto, db, rekey, store
 from memory.changes import ChangeDetector, DetectorSettings
 from memory.embeddings import BatchingEmbedder, Embedder, SentenceTransformerEmbedder
+from memory.errors import EncryptionError
 
 if TYPE_CHECKING:
     from bot.channels.base import Channel
@@ -93,10 +94,17 @@ def build(
     migrate: bool | None = None,
     clock: Callable[[], dt.datetime] = db.utcnow,
 ) -> App:
+    # Keys first: "encryption: on" without one stops here, before anything is read or written.
+    crypto.load(required=config.privacy.encryption == "on")
     engine = db.make_engine(database_url or config.database_url)
     if config.database.migrate_on_start if migrate is None else migrate:
         db.migrate(engine)
     sessions = db.make_sessionmaker(engine)
+    try:
+        rekey.verify(sessions)
+    except EncryptionError:
+        engine.dispose()
+        raise
     with db.transaction(sessions) as s:
         specs = {name: (p.anonymous, p.k, p.k_comments) for name, p in config.programs.items()}
         store.ensure_programs(s, specs, clock())

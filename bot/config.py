@@ -414,6 +414,16 @@ class RetentionConfig(Strict):
 
 class PrivacyConfig(Strict):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    # Encryption at rest of people's words and embeddings (memory.crypto). The keys come only
+    # from RAPPORT_ENCRYPTION_KEYS: with a key set, values are encrypted whatever this says;
+    # "on" makes the key required, so Rapport refuses to start without one.
+    encryption: Literal["off", "on"] = "off"
+
+    @field_validator("encryption", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        # YAML reads a bare on/off as true/false.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class Config(Strict):

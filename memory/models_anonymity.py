@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from memory.crypto import EncryptedJSON
 from memory.models import Base
 
 
@@ -23,5 +24,5 @@ class WaveView(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     wave_id: Mapped[int] = mapped_column(ForeignKey("waves.id", ondelete="CASCADE"), index=True)
     slice: Mapped[str] = mapped_column(String(120))
-    view: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    view: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)  # comments and theme quotes
     frozen_at: Mapped[dt.datetime]
