@@ -1,4 +1,4 @@
-""""What did I tell you?": a person sees, corrects and deletes their own answers, in any channel.
+""" "What did I tell you?": a person sees, corrects and deletes their own answers, in any channel.
 
 The one home of the rules; channels only pass words and clicks on:
 
@@ -173,7 +173,8 @@ class OwnData:
         if isinstance(request, Delete):
             if not request.confirmed:
                 entry, item = self._entry_item(s, person, answer)
-                return [_say("mydata_confirm_delete", markup, item=item, when=entry.when, title=entry.title, cmd=cmd)]
+                return [_say("mydata_confirm_delete", markup, answer_id=item.id, when=entry.when, title=entry.title,
+                             with_followup=bool(item.followups), cmd=cmd)]  # fmt: skip
             self._delete(s, person, answer, via="chat", channel=inbound.channel, now=inbound.received_at, after=after)
             return [_say("mydata_deleted", markup, answer_id=request.item, via_message=False, cmd=cmd)]
         problem = self._correct(s, person, answer, request.text, prepared=prepared, channel=inbound.channel,

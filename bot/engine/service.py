@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
