@@ -1,4 +1,4 @@
-""""My data" in the engine: asking, deleting and correcting one's own answers (SQLite and PostgreSQL)."""
+""" "My data" in the engine: asking, deleting and correcting one's own answers (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def say(app: App, text: str, person: str = "ann", now: dt.datetime = NOW, **kw: 
 def answer_id(app: App, person: str, contains: str) -> int:
     with transaction(app.sessions) as s:
         pid = s.scalar(select(Person.id).where(Person.key == person))
-        return next(a.id for a in s.scalars(select(Answer).where(Answer.person_id == pid)) if contains in (a.text or ""))
+        return next(
+            a.id for a in s.scalars(select(Answer).where(Answer.person_id == pid)) if contains in (a.text or "")
+        )
 
 
 # Reading the requests (pure) -------------------------------------------------------------------
