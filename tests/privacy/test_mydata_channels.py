@@ -68,8 +68,10 @@ async def test_slack_dm_shows_escaped_words_and_deletes_after_a_confirmation(sla
     await slack_rig.dm(ADA, "my data")
     shown = slack_rig.posted_texts(ADA_DM)[-1]
     assert f"#{reason}" in shown
-    assert "&lt;!channel&gt; ping &lt;@U0BOSS&gt;" in shown and "&amp; Zq7unique" in shown
-    assert "<!channel>" not in shown and "<@U0BOSS>" not in shown
+    assert "&lt;!channel&gt; ping &lt;@U0BOSS&gt;" in shown
+    assert "&amp; Zq7unique" in shown
+    assert "<!channel>" not in shown
+    assert "<@U0BOSS>" not in shown
     assert '"delete N"' in shown, "Slack would take a leading slash for a slash command"
 
     await slack_rig.dm(ADA, f"delete {reason}")
@@ -212,7 +214,8 @@ async def test_the_web_page_shows_corrects_and_deletes_own_answers(make_app: Cal
                                  allow_redirects=False)  # fmt: skip
         assert gone.status == 303
         after = await (await client.get(gone.headers["Location"])).text()
-        assert "the answer is deleted" in after and "Zq8web" not in after
+        assert "the answer is deleted" in after
+        assert "Zq8web" not in after
         assert target not in answer_ids(app, "demo-dana").values()
     with transaction(app.sessions) as s:
         vias = [(e.action, e.detail["via"]) for e in audit.entries(s) if e.action.startswith("answer.")]
@@ -234,7 +237,8 @@ def test_rapport_chat_shows_and_deletes_own_answers(make_app: Callable[..., App]
                         write=lambda line: print(line, file=out))  # fmt: skip
     chat.run(iter(["my data", f"delete {target} yes", "8"]))
     text = out.getvalue()
-    assert f"#{target}" in text and "Zq9terminal \\x1b[31mred" in text, "controls are shown, never run"
+    assert f"#{target}" in text
+    assert "Zq9terminal \\x1b[31mred" in text, "controls are shown, never run"
     assert "\x1b" not in text
     assert f"#{target} is deleted" in text
     assert sorted(answer_ids(app, "ann")) == ["5", "8"], "the reason deleted, its rating kept, the check-in went on"

@@ -111,7 +111,8 @@ def test_anonymous_programs_are_the_persons_own_data_too(make_app: Callable[...,
     conv.say("6 - the pulse")
     shown = say(app, "my data", person="bob")
     assert "6 — the pulse" in shown
-    assert "anonymous" in shown and "only you see this" in shown
+    assert "anonymous" in shown
+    assert "only you see this" in shown
 
 
 def test_a_long_history_is_cut_into_messages_each_channel_accepts(make_app: Callable[..., App]) -> None:
@@ -133,7 +134,8 @@ def test_a_long_history_is_cut_into_messages_each_channel_accepts(make_app: Call
         for i in range(30):
             assert f"round {i:02d}" in joined, (markup, i)
     telegram = "\n".join(m.text for m in render_summary(entries, "telegram_html", cmd="/"))
-    assert "<b>" not in telegram and "&lt;b&gt;&amp;amp;&lt;/b&gt;" in telegram
+    assert "<b>" not in telegram
+    assert "&lt;b&gt;&amp;amp;&lt;/b&gt;" in telegram
     # The newest check-in comes first.
     assert telegram.index("round 00") < telegram.index("round 29")
 
@@ -153,9 +155,12 @@ def world(make_app: Callable[..., App], tmp_path: Path) -> tuple[App, Path]:
 def test_deleting_one_answer_leaves_its_words_nowhere(world: tuple[App, Path]) -> None:
     app, folder = world
     target = answer_id(app, "ann", LATE)
-    assert LATE in table_text(app) and FOLLOW in table_text(app)
+    assert LATE in table_text(app)
+    assert FOLLOW in table_text(app)
     asked = say(app, f"delete {target}")
-    assert f"Delete #{target}" in asked and f'"delete {target} yes"' in asked and "What changed" in asked
+    assert f"Delete #{target}" in asked
+    assert f'"delete {target} yes"' in asked
+    assert "What changed" in asked
     assert LATE in table_text(app), "nothing goes before the person confirms"
 
     done = say(app, f"delete {target} yes")
@@ -167,20 +172,23 @@ def test_deleting_one_answer_leaves_its_words_nowhere(world: tuple[App, Path]) -
             assert gone not in path.read_text(encoding="utf-8"), path.name
     if app.engine.dialect.name == "sqlite":
         raw = file_bytes(app)
-        assert LATE.encode() not in raw and FOLLOW.encode() not in raw
+        assert LATE.encode() not in raw
+        assert FOLLOW.encode() not in raw
     # Ann's other answer, and Bob, are untouched; the digests keep their other lines.
     assert f"{ANN_MARK} early" in everything
     assert f"{BOB_MARK} late: support never answered my tickets" in everything
     for path in folder.iterdir():
         body = path.read_text(encoding="utf-8")
-        assert BOB_MARK in body and erasure.REDACTED in body
+        assert BOB_MARK in body
+        assert erasure.REDACTED in body
     with transaction(app.sessions) as s:
         assert s.get(Answer, target) is None
         assert not s.scalars(select(FollowUp).where(FollowUp.answer_id == target)).all()
         (entry,) = [e for e in audit.entries(s) if e.action == "answer.delete"]
         assert (entry.actor, entry.detail["answer"], entry.detail["via"]) == ("person", target, "chat")
         assert entry.person_id == s.scalar(select(Person.id).where(Person.key == "ann"))
-        assert ANN_MARK not in json.dumps(entry.detail) and "support" not in json.dumps(entry.detail)
+        assert ANN_MARK not in json.dumps(entry.detail)
+        assert "support" not in json.dumps(entry.detail)
     # Asked again (a second delivery, a second click): nothing more happens.
     assert "There is no answer" in say(app, f"delete {target} yes")
 
@@ -222,7 +230,8 @@ def test_correcting_replaces_the_words_and_re_embeds_them(make_app: Callable[...
     with transaction(app.sessions) as s:
         answer = s.get(Answer, target)
         assert answer is not None
-        assert answer.text == new and answer.edited_at == NOW
+        assert answer.text == new
+        assert answer.edited_at == NOW
         assert answer.embedding_model == app.embedder.model_id
         expected = app.embedder.encode([new])[0]
         assert np.allclose(from_bytes(answer.embedding), expected, atol=1e-5)  # type: ignore[arg-type]
@@ -247,6 +256,7 @@ def test_a_rating_is_corrected_with_a_number_from_its_scale(make_app: Callable[.
     assert "now reads" in say(app, f"/correct {rating} 5 - worse than I said")
     with transaction(app.sessions) as s:
         answer = s.get(Answer, rating)
-        assert answer is not None and (answer.rating, answer.text) == (5, "worse than I said")
+        assert answer is not None
+        assert (answer.rating, answer.text) == (5, "worse than I said")
     # The open check-in carries on where it was.
     assert "everything" in conv.texts(conv.say("Support was slow."))
