@@ -193,8 +193,9 @@ class OwnData:
         now, cmd = inbound.received_at, command_prefix(markup)
         answer = own_answers.answer_by_ref(s, person.id, inbound.ref)
         if answer is not None:
+            answer_id = answer.id
             self._delete(s, person, answer, via="message_deleted", channel=inbound.channel, now=now, after=after)
-            return [_say("mydata_deleted", markup, answer_id=answer.id, via_message=True, cmd=cmd)]
+            return [_say("mydata_deleted", markup, answer_id=answer_id, via_message=True, cmd=cmd)]
         followup = own_answers.followup_by_ref(s, person.id, inbound.ref)
         if followup is None or followup.answer_text is None:
             return []
