@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -116,6 +117,7 @@ def build(
         detector=detector,
         limits=limits_from_config(config),
         clock=clock,
+        digest_folder=Path(config.digests.directory),
     )
     return App(config=config, engine=engine, sessions=sessions, embedder=embedder, detector=detector, service=service)
 

@@ -132,18 +132,44 @@ def fingerprints(s: Session, person: Person) -> re.Pattern[str]:
     texts += [t for t in s.scalars(select(FollowUp.answer_text).where(FollowUp.checkin_id.in_(checkin_ids))) if t]
     promise_ids = select(Promise.id).where(Promise.person_id == person.id)
     texts += [t for t in s.scalars(select(Outcome.comment).where(Outcome.promise_id.in_(promise_ids))) if t]
+    # "ann" must not match "channel": names and keys count only as whole words.
+    return quotes_pattern(texts, names={n for n in (person.key, person.name) if n})
+
+
+def _escapes(fragment: str) -> set[str]:
+    return {fragment, html.escape(fragment), html.escape(fragment, quote=False), json.dumps(fragment)[1:-1]}
+
+
+def _whole_words(names: set[str]) -> str:
+    return "|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in sorted(names | {html.escape(n) for n in names}))
+
+
+def quotes_pattern(
+    texts: list[str], *, names: set[str] | None = None, short_with: set[str] | None = None
+) -> re.Pattern[str]:
+    """What, in a stored message, means a line quotes one of ``texts`` (the start of any of its
+    lines, as typed, HTML-escaped or JSON-escaped) or names one of ``names`` (as a whole word).
+
+    Erasing one answer (``memory.own_answers``) uses it with that answer's words alone, and
+    ``short_with`` (the person's key and name): a line shorter than the fragments that are safe to
+    look for on their own ("awful") counts only on a line that also names the person."""
     fragments: set[str] = set()
+    short: set[str] = set()
     for value in texts:
         for line in value.splitlines():
             line = line.strip()
             if len(line) >= _MIN_FRAGMENT:
-                frag = line[:_FRAGMENT_CHARS]
-                fragments.update({frag, html.escape(frag), html.escape(frag, quote=False), json.dumps(frag)[1:-1]})
-    # "ann" must not match "channel": names and keys count only as whole words.
-    names = {n for n in (person.key, person.name) if n}
-    names |= {html.escape(n) for n in names}
-    parts = [re.escape(f) for f in sorted(fragments)] + [rf"(?<!\w){re.escape(n)}(?!\w)" for n in sorted(names)]
-    return re.compile("|".join(parts))
+                fragments.update(_escapes(line[:_FRAGMENT_CHARS]))
+            elif line and short_with:
+                short.update(_escapes(line))
+    parts = [re.escape(f) for f in sorted(fragments)]
+    if names:
+        parts.append(_whole_words(names))
+    if short and short_with:
+        said = "|".join(re.escape(f) for f in sorted(short))
+        parts.append(rf"^(?=.*(?:{_whole_words(short_with)})).*(?:{said})")
+    # Nothing to look for matches nothing (an empty alternation would match every line).
+    return re.compile("|".join(parts) or r"(?!x)x")
 
 
 def redact_text(value: str, marks: re.Pattern[str]) -> str:

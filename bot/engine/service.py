@@ -23,11 +23,13 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.engine import flow, outside, owners, people, precompute, promises
+from bot.engine.mydata import After, OwnData, Prepared
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.precompute import Precomputed
 from bot.engine.script import Limits, Script
@@ -69,6 +71,7 @@ class CheckinService:
         detector: ChangeDetector,
         limits: Limits | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
+        digest_folder: Path | None = None,
     ) -> None:
         self.sessions = sessions
         self.scripts = dict(scripts)
@@ -78,6 +81,9 @@ class CheckinService:
         # carries ``received_at``, which is the time the engine uses for it).
         self.clock = clock
         self.turns = Turns(scripts=self.scripts, detector=detector, limits=self.limits)
+        # A person's own answers: see, correct, delete ("my data"), and deleted chat messages.
+        self.own = OwnData(sessions=sessions, scripts=self.scripts, embedder=detector.embedder, limits=self.limits,
+                           digest_folder=digest_folder)  # fmt: skip
 
     # Starting ---------------------------------------------------------------------------------
 
@@ -165,14 +171,15 @@ class CheckinService:
 
     def handle(self, inbound: Inbound, *, markup: prompts.Markup = "plain") -> list[Outbound]:
         """Process one inbound event exactly once and return the replies to send."""
+        prepared = self.own.prepare(inbound)
         for _ in range(RECOMPUTE_TRIES):
             pre = self._precompute(inbound)
             try:
-                return self._write(inbound, markup, pre)
+                return self._write(inbound, markup, pre, prepared)
             except _Moved:
                 log.info("the check-in moved while the model ran; computing again")
         # Still racing: compute inside the write transaction (correct, holds the lock longer).
-        return self._write(inbound, markup, None)
+        return self._write(inbound, markup, None, prepared)
 
     def _precompute(self, inbound: Inbound) -> Precomputed | None:
         """A short read, then the model with no transaction open."""
@@ -219,7 +226,19 @@ class CheckinService:
         checkin = next((c for c in checkins if c.id == inbound.checkin_id), None) if inbound.checkin_id else None
         return checkin or (checkins[0] if checkins else None)
 
-    def _write(self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None) -> list[Outbound]:
+    def _write(
+        self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None = None
+    ) -> list[Outbound]:
+        after: After = []  # work for after the commit (digest files, the SQLite WAL)
+        replies = self._write_in(inbound, markup, pre, prepared, after)
+        for job in after:
+            job()
+        return replies
+
+    def _write_in(
+        self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None,
+        after: After,
+    ) -> list[Outbound]:  # fmt: skip
         with transaction(self.sessions) as s:
             key = f"{inbound.channel}:{inbound.event_key}"
             if inbound.event_key and not store.claim_event(s, key, inbound.received_at):
@@ -236,20 +255,26 @@ class CheckinService:
             if identity is not None and not identity.reachable:
                 # They wrote to us, so the channel works again.
                 people.mark_reachable(identity)
-            return self._handle_person(s, person, inbound, markup, pre)
+            return self._handle_person(s, person, inbound, markup, pre, prepared, after)
 
     def _handle_person(
-        self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None
-    ) -> list[Outbound]:
+        self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None,
+        prepared: Prepared | None = None, after: After | None = None,
+    ) -> list[Outbound]:  # fmt: skip
         now = inbound.received_at
+        after = after if after is not None else []
+        # Their own answers are theirs to see, correct and delete, opted out or not.
+        if inbound.kind == "delete":
+            return self.own.message_deleted(s, person, inbound, markup, after=after)
+        checkin = self._checkin_for(s, person, inbound)
+        own = self.own.handle(s, person, inbound, markup, checkin=checkin, prepared=prepared, after=after)
+        if own is not None:
+            return own
         command = inbound.command or (flow.command_of(inbound.text or "") if inbound.kind == "text" else None)
         if person.opted_out_at is not None:
             return self._carry_out(s, person, outside.while_opted_out(inbound.kind, command), markup, now)
-        if inbound.kind == "delete":
-            return []
         if inbound.kind == "edit":
             return self._edit(s, person, inbound, markup, pre)
-        checkin = self._checkin_for(s, person, inbound)
         if checkin is not None and outside.past_end(now, *self._ends(checkin)):
             # Over, though the tick has not expired it yet: end it now, as the tick would have.
             self._expire_now(s, checkin, now)
