@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -18,9 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Config, ProgramConfig, resolve_secret, secret_name
 from bot.engine.script import Limits, Question, Script
 from bot.engine.service import CheckinService
-from memory import db, store
+from memory import crypto, db, rekey, store
 from memory.changes import ChangeDetector, DetectorSettings
 from memory.embeddings import BatchingEmbedder, Embedder, SentenceTransformerEmbedder
+from memory.errors import EncryptionError
 
 if TYPE_CHECKING:
     from bot.channels.base import Channel
@@ -96,12 +98,20 @@ def build(
     migrate: bool | None = None,
     clock: Callable[[], dt.datetime] = db.utcnow,
 ) -> App:
+    # Keys first: "encryption: on" without one stops here, before anything is read or written.
+    crypto.load(required=config.privacy.encryption == "on")
     engine = db.make_engine(database_url or config.database_url)
     if config.database.migrate_on_start if migrate is None else migrate:
         db.migrate(engine)
     sessions = db.make_sessionmaker(engine)
+    try:
+        rekey.verify(sessions)
+    except EncryptionError:
+        engine.dispose()
+        raise
     with db.transaction(sessions) as s:
-        store.ensure_programs(s, {name: (p.anonymous, p.k) for name, p in config.programs.items()}, clock())
+        specs = {name: (p.anonymous, p.k, p.k_comments) for name, p in config.programs.items()}
+        store.ensure_programs(s, specs, clock())
     embedder = embedder or make_embedder(config)
     detector = make_detector(config, embedder)
     service = CheckinService(
@@ -110,6 +120,7 @@ def build(
         detector=detector,
         limits=limits_from_config(config),
         clock=clock,
+        digest_folder=Path(config.digests.directory),
     )
     return App(config=config, engine=engine, sessions=sessions, embedder=embedder, detector=detector, service=service)
 

@@ -190,8 +190,10 @@ class ProgramConfig(Strict):
     title: str | None = None
     description: str = ""
     privacy: Literal["attributed", "anonymous"] = "attributed"
-    # Anonymous programs show owners only groups of at least k people.
+    # Anonymous programs show owners only groups of at least k people (scores), and comments and
+    # themes only from groups of at least k_comments people who wrote one (never below k).
     k: int = Field(default=5, ge=2, le=1000)
+    k_comments: int = Field(default=10, ge=2, le=1000)
     # Who sees an attributed program's answers, as people are told in the first message and in
     # "help": "Your <owner_role> sees your answers." (anonymous programs say who sees what instead).
     owner_role: str = Field(default="contact", min_length=1, max_length=60)
@@ -415,6 +417,16 @@ class RetentionConfig(Strict):
 
 class PrivacyConfig(Strict):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    # Encryption at rest of people's words and embeddings (memory.crypto). The keys come only
+    # from RAPPORT_ENCRYPTION_KEYS: with a key set, values are encrypted whatever this says;
+    # "on" makes the key required, so Rapport refuses to start without one.
+    encryption: Literal["off", "on"] = "off"
+
+    @field_validator("encryption", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        # YAML reads a bare on/off as true/false.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class Config(Strict):

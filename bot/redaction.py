@@ -15,7 +15,7 @@ bodies at DEBUG. ``install`` (called by ``bot.logs.setup``) closes all three doo
 "Cleaned" means: the value of every secret in the environment (any variable named like a token,
 secret, password or key, and every ``${VAR}`` the configuration refers to) becomes ``[redacted]``,
 and so does anything shaped like a token (Telegram bot tokens, Slack ``xox…`` tokens, signatures,
-bearer credentials, a password in a URL).
+bearer credentials, a password in a URL, the token of a dashboard login link).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bv0=[0-9a-f]{64}\b"), REDACTED),  # a Slack request signature
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@"), rf"\1{REDACTED}@"),  # scheme://user:pw@
+    (re.compile(r"([?&]token=)[A-Za-z0-9_-]{16,}"), rf"\1{REDACTED}"),  # a one-time login link's token
 )
 
 # Library messages that carry a request or response body, rewritten to what they say without it.

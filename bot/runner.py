@@ -130,7 +130,9 @@ class Runner:
         self.idle_poll = idle_poll
         self.schedules = schedules_from_config(self.config)
         self.delivery = Delivery(app=app, channels=self.channels, clock=clock)
-        self.planner = Planner(sessions=app.sessions, programs=self.schedules, expire=app.service.expire)
+        self.planner = Planner(
+            sessions=app.sessions, programs=self.schedules, expire=app.service.expire, encode=app.embedder.encode
+        )
         self.dispatcher = Dispatcher(
             sessions=app.sessions, handlers=self.delivery.handlers(), worker_id=self.worker_id,
             programs=self.schedules, settings=dispatch_settings(self.config), clock=clock,
@@ -141,7 +143,14 @@ class Runner:
         )  # fmt: skip
         self.jobs: list[PeriodicJob] = []
         # Digests: their outbox handler in every process, their planning job in the leader.
-        extensions = [digest_runner.digests_extension(app, self.channels), *extensions]
+        # Login links owners ask for: their outbox handler (bot/dashboard/link_delivery.py).
+        from bot.dashboard.link_delivery import login_links_extension
+
+        extensions = [
+            digest_runner.digests_extension(app, self.channels),
+            login_links_extension(app, self.channels, clock),
+            *extensions,
+        ]
         for kind, handler in (handlers or {}).items():
             self.add_handler(kind, handler)
         for job in jobs:

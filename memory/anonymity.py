@@ -9,39 +9,43 @@ Every owner-facing query (stories, digests, history, themes) goes through this m
   movement since the previous wave, and themes with identity-free comments, over one *closed*
   wave, for the whole program or one owner's team. Nothing else can be sliced.
 
-Suppression rules (``k`` from the program, 5 by default):
+Rules (``k`` from the program, 5 by default; ``k_comments`` 10 by default, never below k):
 
-1. A view covers the respondents of one closed wave. Open waves are never shown (a view that
-   grows would reveal each newcomer by difference), and neither are check-ins without a wave.
-2. The only slices are the whole program and one owner's team (a fixed partition); arbitrary
-   filters such as a list of people or a date range are refused (:class:`SliceRefused`).
-3. A team view is suppressed when the team has fewer than k respondents, or when the rest of the
-   program has between 1 and k-1 (the program total minus the team would reveal them).
-4. The program view is suppressed when it has fewer than k respondents, or when the teams that
-   are suppressed add up to between 1 and k-1 (the total minus the shown teams would reveal them).
-5. Movement (up/down/same against the previous closed wave) needs k people who answered both
-   waves in the view; themes smaller than k lose their quotes (folded into "other").
-6. No individual change alert, name, date or person key is ever part of a view; comments are
-   excerpts, sorted, with no order that follows people.
+1. A view covers the respondents of one closed wave, read from the snapshot written when the
+   wave closed (:mod:`memory.wave_views`): answers after the wave's end, edits and roster changes
+   never alter it. Open waves are never shown, and neither are check-ins without a wave.
+2. The only slices are the whole program and one owner's team (a fixed partition, with each
+   respondent in the team of their owner at close); arbitrary filters such as a list of people
+   or a date range are refused (:class:`SliceRefused`).
+3. Complementary suppression (:mod:`memory.suppression`): a team below k is hidden, and while
+   the hidden teams add up to fewer than k, the smallest shown team is hidden too, so the
+   program minus the shown teams is never a group below k. The program is hidden below k.
+4. Movement (up/down/same against the previous closed wave) follows the same rule over the
+   people who answered both waves; comments and themes follow it over the people who wrote a
+   comment, with ``k_comments``. Themes smaller than k lose their quotes (folded into "other").
+5. No individual change alert, name, date, person key or participation is ever part of a view;
+   comments are excerpts, sorted, with no order that follows people.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from memory.changes import excerpt
+from memory import wave_views
 from memory.embeddings import from_bytes
 from memory.errors import RapportError
 from memory.models import Checkin, Owner, Person, Program, Wave
 from memory.themes import Theme, cluster_themes
+from memory.wave_views import AggregateView, Movement, Vectoriser, enps
+
+__all__ = ["AggregateView", "Movement", "SliceRefused", "aggregate", "closed_waves", "enps", "visible_checkins"]
 
 
 class SliceRefused(RapportError):
@@ -83,96 +87,9 @@ def visible_checkins(
     return list(s.scalars(query))
 
 
-@dataclass(frozen=True, kw_only=True)
-class Movement:
-    pairs: int
-    up: int
-    down: int
-    same: int
-    mean_delta: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class AggregateView:
-    """What an owner may see of an anonymous program's wave. ``suppressed`` views carry no data."""
-
-    program: str
-    wave: str
-    slice: str  # "program" or "owner:<key>"
-    k: int
-    suppressed: bool
-    why: str | None = None
-    respondents: int | None = None
-    distribution: dict[int, int] = field(default_factory=dict)
-    mean: float | None = None
-    enps: float | None = None
-    movement: Movement | None = None
-    themes: tuple[Theme, ...] = ()
-    comments: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Response:
-    person_id: int
-    owner_id: int | None
-    rating: int | None
-    text: str | None
-    embedding: bytes | None
-
-
-def _responses(s: Session, wave: Wave) -> list[_Response]:
-    rows = s.scalars(
-        select(Checkin)
-        .where(Checkin.wave_id == wave.id, Checkin.status == "completed")
-        .options(selectinload(Checkin.answers), selectinload(Checkin.followups), selectinload(Checkin.person))
-    )
-    out = []
-    for c in rows:
-        rating = next((a for a in c.answers if a.kind == "rating" and not a.skipped and a.rating is not None), None)
-        text = next((a for a in c.answers if a.kind == "text" and not a.skipped and a.text), None)
-        if rating is None and text is None:
-            continue
-        out.append(
-            _Response(
-                person_id=c.person_id,
-                owner_id=c.person.owner_id,
-                rating=rating.rating if rating else None,
-                text=text.text if text else None,
-                embedding=text.embedding if text else None,
-            )
-        )
-    return out
-
-
 def closed_waves(s: Session, program: Program, now: dt.datetime) -> list[Wave]:
-    """The program's waves that are closed at ``now``, oldest first."""
-    waves = s.scalars(select(Wave).where(Wave.program_id == program.id).order_by(Wave.opens_at, Wave.id))
-    return [
-        w
-        for w in waves
-        if (w.closed_at is not None and w.closed_at <= now) or (w.closes_at is not None and w.closes_at <= now)
-    ]
-
-
-def _released(n: int, rest: int, k: int) -> str | None:
-    """Why a group of n (with ``rest`` others in the same wave) must be hidden, or None."""
-    if n < k:
-        return f"fewer than {k} respondents"
-    if 0 < rest < k:
-        return f"the rest of the program would be fewer than {k} respondents"
-    return None
-
-
-def enps(ratings: Sequence[int]) -> float | None:
-    """Promoters (9-10) minus detractors (0-6), in percent of all ratings on a 0-10 scale."""
-    if not ratings:
-        return None
-    promoters = sum(r >= 9 for r in ratings)
-    detractors = sum(r <= 6 for r in ratings)
-    return round(100 * (promoters - detractors) / len(ratings), 1)
-
-
-Vectoriser = Callable[[Sequence[str]], NDArray[np.float32]]
+    """The program's waves whose views are final at ``now`` (see :mod:`memory.wave_views`), oldest first."""
+    return wave_views.final_waves(s, program, now)
 
 
 def aggregate(
@@ -187,14 +104,16 @@ def aggregate(
 ) -> AggregateView:
     """The k-anonymous view of one closed wave of an anonymous program (the latest by default).
 
-    ``owner`` narrows the view to one owner's team. Any other filter is refused.
+    ``owner`` narrows the view to one owner's team. Any other filter is refused. The view is read
+    from the wave's snapshot (frozen at close; frozen now if the wave closed before snapshots
+    existed), so it is the same whenever and by whomever it is asked for.
     """
     row = s.scalar(select(Program).where(Program.name == program))
     if row is None:
         raise SliceRefused(program, "no such program")
     if filters:
         raise SliceRefused(program, f"views can only be sliced by owner, not by {', '.join(sorted(filters))}")
-    k = max(int(row.k_anonymity or 5), 2)
+    k, kc = wave_views.thresholds(row)
     waves = closed_waves(s, row, now)
     if wave is not None:
         chosen = next((w for w in waves if w.key == wave), None)
@@ -203,82 +122,17 @@ def aggregate(
     elif waves:
         chosen = waves[-1]
     else:
-        return AggregateView(program=program, wave="", slice="program", k=k, suppressed=True, why="no closed wave")
-    previous = waves[waves.index(chosen) - 1] if waves.index(chosen) > 0 else None
-
-    responses = _responses(s, chosen)
-    by_owner = Counter(r.owner_id for r in responses)
-    total = len(responses)
-    owner_id: int | None = None
-    label = "program"
-    if owner is not None:
-        owner_row = s.scalar(select(Owner).where(Owner.key == owner))
-        owner_id = owner_row.id if owner_row else -1
-        label = f"owner:{owner}"
-        n = by_owner.get(owner_id, 0)
-        why = _released(n, total - n, k)
-    else:
-        hidden = sum(n for o, n in by_owner.items() if _released(n, total - n, k) is not None)
-        why = _released(total, 0, k) or (
-            f"teams below {k} respondents add up to fewer than {k}" if 0 < hidden < k else None
-        )
-    base = AggregateView(program=program, wave=chosen.key, slice=label, k=k, suppressed=True, why=why)
-    if why is not None:
-        return base
-
-    mine = [r for r in responses if owner is None or r.owner_id == owner_id]
-    ratings = [r.rating for r in mine if r.rating is not None]
-    movement = None
-    if previous is not None:
-        before = {r.person_id: r.rating for r in _responses(s, previous) if r.rating is not None}
-        all_pairs = [
-            (before[r.person_id], r.rating) for r in responses if r.person_id in before and r.rating is not None
-        ]
-        pairs = [(before[r.person_id], r.rating) for r in mine if r.person_id in before and r.rating is not None]
-        if _released(len(pairs), len(all_pairs) - len(pairs), k) is None:
-            deltas = [b - a for a, b in pairs]
-            movement = Movement(
-                pairs=len(pairs),
-                up=sum(d > 0 for d in deltas),
-                down=sum(d < 0 for d in deltas),
-                same=sum(d == 0 for d in deltas),
-                mean_delta=round(sum(deltas) / len(deltas), 2),
-            )
-    texts = [r.text for r in mine if r.text]
-    themes: tuple[Theme, ...] = ()
-    if texts and len(texts) >= k:
-        vectors = _vectors([r for r in mine if r.text], encode)
-        if vectors is not None:
-            raw = cluster_themes(texts, vectors, min_size=k)
-            themes = tuple(t if t.size >= k else Theme(label="other", words=(), size=t.size, share=t.share, quotes=())
-                           for t in raw)  # fmt: skip
-    comments = tuple(sorted({excerpt(t) for t in texts})) if len(texts) >= k else ()
-    return AggregateView(
-        program=program,
-        wave=chosen.key,
-        slice=label,
-        k=k,
-        suppressed=False,
-        respondents=len(mine),
-        distribution=dict(sorted(Counter(ratings).items())),
-        mean=round(sum(ratings) / len(ratings), 2) if ratings else None,
-        enps=enps(ratings),
-        movement=movement,
-        themes=themes,
-        comments=comments,
-    )
-
-
-def _vectors(responses: Sequence[_Response], encode: Vectoriser | None) -> NDArray[np.float32] | None:
-    rows: list[NDArray[np.float32] | None] = [from_bytes(r.embedding) if r.embedding else None for r in responses]
-    missing = [i for i, v in enumerate(rows) if v is None]
-    if missing:
-        if encode is None:
-            return None
-        fresh = encode([responses[i].text or "" for i in missing])
-        for j, i in enumerate(missing):
-            rows[i] = fresh[j]
-    return np.vstack([v for v in rows if v is not None]).astype(np.float32)
+        return AggregateView(program=program, wave="", slice="program", k=k, k_comments=kc, suppressed=True,
+                             why="no closed wave")  # fmt: skip
+    views = wave_views.freeze(s, row, chosen, now=now, encode=encode)
+    label = wave_views.PROGRAM if owner is None else f"owner:{owner}"
+    found = views.get(label)
+    if found is not None:
+        return found
+    # An owner with nobody in the wave reads exactly like a small team (and like an unknown owner).
+    any_view = views[wave_views.PROGRAM]
+    return AggregateView(program=program, wave=chosen.key, slice=label, k=any_view.k, k_comments=any_view.k_comments,
+                         suppressed=True, why=f"fewer than {any_view.k} respondents")  # fmt: skip
 
 
 def owners_in_program(s: Session, program: Program) -> list[Owner]:

@@ -40,6 +40,10 @@ ACTIONS = (
     "person.optin",
     "digest.generate",
     "retention.run",
+    # Written when a person deletes or corrects one of their own answers (bot.engine.mydata):
+    # actor "person", the answer's id and how (chat, a deleted message, the web page); no words.
+    "answer.delete",
+    "answer.correct",
 )
 
 

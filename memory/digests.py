@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from memory import anonymity
+from memory import anonymity, wave_views
 from memory.changes import excerpt, is_non_answer
 from memory.digest_rows import CheckinRow, LastFollowUp, checkin_rows, last_followups, load_reasons, rating_series
 from memory.errors import NotFound
@@ -200,7 +200,7 @@ def build_digest(
         if has_team is None:
             continue
         for wave in anonymity.closed_waves(s, program, until):
-            closed = wave.closed_at or wave.closes_at
+            closed = wave_views.released_at(s, wave)
             if _in(closed, since, until):
                 aggregates.append(
                     anonymity.aggregate(s, program=program.name, wave=wave.key, owner=owner, now=until, encode=encode)

@@ -5,8 +5,10 @@ embeddings, check-ins with their conversation state, follow-ups, promises and ou
 identities, enrollments, absences, outbox rows with their stored contents and send records, which
 also carry invitation links and tokens). Owner digests that quoted the person keep their other
 lines: every line that names or quotes the person is replaced by :data:`REDACTED`, in the stored
-digest contents and in digest files Rapport wrote. The owner's web login is removed only when
-asked (``owner_login``), for a person who is also an owner with the same key or e-mail.
+digest contents and in digest files Rapport wrote, and so is every comment or theme quote of a
+frozen anonymous wave view (``wave_views``) that quotes the person; its counts stay, since they
+cover at least k people. The owner's web login is removed only when asked (``owner_login``), for
+a person who is also an owner with the same key or e-mail.
 
 What stays is an erasure record in the audit log (action ``person.erase``): who asked, when, the
 row counts, and a salted SHA-256 of the person's key, so "was X erased?" can be answered by
@@ -46,6 +48,7 @@ from memory.models import (
     Person,
     Promise,
 )
+from memory.models_anonymity import WaveView
 from memory.models_channels import ChannelMark
 from memory.models_scheduler import Absence, OutboxContent, OutboxSend
 from memory.models_web import LoginFailure, LoginToken, OwnerAccount
@@ -82,6 +85,7 @@ TABLES: dict[str, str] = {
     "owner_identities": "kept (an owner's chat accounts)",
     "programs": "no personal data",
     "waves": "no personal data",
+    "wave_views": "comments and theme quotes that quote the person redacted; counts kept (groups of at least k)",
     "processed_events": "no personal data (event ids and invite nonces)",
     "scheduler_leases": "no personal data",
     "worker_heartbeats": "no personal data",
@@ -128,18 +132,44 @@ def fingerprints(s: Session, person: Person) -> re.Pattern[str]:
     texts += [t for t in s.scalars(select(FollowUp.answer_text).where(FollowUp.checkin_id.in_(checkin_ids))) if t]
     promise_ids = select(Promise.id).where(Promise.person_id == person.id)
     texts += [t for t in s.scalars(select(Outcome.comment).where(Outcome.promise_id.in_(promise_ids))) if t]
+    # "ann" must not match "channel": names and keys count only as whole words.
+    return quotes_pattern(texts, names={n for n in (person.key, person.name) if n})
+
+
+def _escapes(fragment: str) -> set[str]:
+    return {fragment, html.escape(fragment), html.escape(fragment, quote=False), json.dumps(fragment)[1:-1]}
+
+
+def _whole_words(names: set[str]) -> str:
+    return "|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in sorted(names | {html.escape(n) for n in names}))
+
+
+def quotes_pattern(
+    texts: list[str], *, names: set[str] | None = None, short_with: set[str] | None = None
+) -> re.Pattern[str]:
+    """What, in a stored message, means a line quotes one of ``texts`` (the start of any of its
+    lines, as typed, HTML-escaped or JSON-escaped) or names one of ``names`` (as a whole word).
+
+    Erasing one answer (``memory.own_answers``) uses it with that answer's words alone, and
+    ``short_with`` (the person's key and name): a line shorter than the fragments that are safe to
+    look for on their own ("awful") counts only on a line that also names the person."""
     fragments: set[str] = set()
+    short: set[str] = set()
     for value in texts:
         for line in value.splitlines():
             line = line.strip()
             if len(line) >= _MIN_FRAGMENT:
-                frag = line[:_FRAGMENT_CHARS]
-                fragments.update({frag, html.escape(frag), html.escape(frag, quote=False), json.dumps(frag)[1:-1]})
-    # "ann" must not match "channel": names and keys count only as whole words.
-    names = {n for n in (person.key, person.name) if n}
-    names |= {html.escape(n) for n in names}
-    parts = [re.escape(f) for f in sorted(fragments)] + [rf"(?<!\w){re.escape(n)}(?!\w)" for n in sorted(names)]
-    return re.compile("|".join(parts))
+                fragments.update(_escapes(line[:_FRAGMENT_CHARS]))
+            elif line and short_with:
+                short.update(_escapes(line))
+    parts = [re.escape(f) for f in sorted(fragments)]
+    if names:
+        parts.append(_whole_words(names))
+    if short and short_with:
+        said = "|".join(re.escape(f) for f in sorted(short))
+        parts.append(rf"^(?=.*(?:{_whole_words(short_with)})).*(?:{said})")
+    # Nothing to look for matches nothing (an empty alternation would match every line).
+    return re.compile("|".join(parts) or r"(?!x)x")
 
 
 def redact_text(value: str, marks: re.Pattern[str]) -> str:
@@ -228,6 +258,17 @@ def redact_stored_digests(s: Session, marks: re.Pattern[str]) -> int:
     return changed
 
 
+def redact_wave_views(s: Session, marks: re.Pattern[str]) -> int:
+    """Rewrite frozen views of anonymous waves whose comments or theme quotes quote the person."""
+    changed = 0
+    for row in s.scalars(select(WaveView)):
+        view = redact_json(row.view, marks)
+        if view != row.view:
+            row.view = view
+            changed += 1
+    return changed
+
+
 def redact_digest_files(folder: Path, marks: re.Pattern[str]) -> list[str]:
     """Rewrite digest files (Markdown, HTML...) Rapport wrote into ``folder``."""
     rewritten: list[str] = []
@@ -268,6 +309,7 @@ def forget(
         marks = fingerprints(s, person)
         counts = erase_rows(s, person, owner_login=owner_login)
         counts["stored_digests"] = redact_stored_digests(s, marks)
+        counts["wave_views"] = redact_wave_views(s, marks)
         report = ErasureReport(reference=reference(person.key), counts=counts)
         audit.record(
             s, actor=actor, action="person.erase", now=now, detail={"reference": report.reference, "counts": counts}

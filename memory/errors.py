@@ -93,3 +93,20 @@ class DatabaseUnavailable(DatabaseError):
 
 class DatabaseMissing(DatabaseError):
     """The SQLite file does not exist; only ``rapport init`` creates it."""
+
+
+class EncryptionError(RapportError):
+    """Encryption at rest cannot work as configured (``memory.crypto``). The message is one line
+    and never holds a key or a value."""
+
+
+class EncryptionKeyMissing(EncryptionError):
+    """``privacy.encryption`` is on and no key is in the environment."""
+
+
+class EncryptionKeyInvalid(EncryptionError):
+    """A key in the environment is not a Fernet key."""
+
+
+class EncryptedValueUnreadable(EncryptionError):
+    """A stored value was encrypted with a key that is not (or no longer) in the environment."""

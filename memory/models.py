@@ -3,6 +3,10 @@
 Every datetime is stored as an aware UTC value (``UtcDateTime``), whatever the backend: SQLite
 keeps no zone, so the type re-attaches UTC on the way out. Embeddings are float32 bytes, which
 both SQLite and PostgreSQL store compactly and which need no extension.
+
+Columns that hold people's words, or what is derived from them (embeddings, conversation state,
+stored messages that quote them), use the ``memory.crypto`` types: encrypted at rest when a key
+is set, plain otherwise.
 """
 
 from __future__ import annotations
@@ -18,16 +22,16 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
-    Text,
     TypeDecorator,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from memory.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -141,6 +145,8 @@ class Program(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     k_anonymity: Mapped[int] = mapped_column(Integer, default=5)
+    # Anonymous programs: the smaller group whose comments (and themes) may be shown.
+    k_comments: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime]
 
 
@@ -202,7 +208,7 @@ class Checkin(Base):
     status: Mapped[str] = mapped_column(String(20), default="invited", index=True)
     channel: Mapped[str | None] = mapped_column(String(32))
     # The pure conversation state (bot.engine.flow.State), serialised.
-    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)
     source: Mapped[str] = mapped_column(String(20), default="live")  # live | import
     started_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
@@ -233,9 +239,9 @@ class Answer(Base):
     question: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(20))  # rating | text
     rating: Mapped[int | None] = mapped_column(Integer)
-    text: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(EncryptedText)
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
-    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding: Mapped[bytes | None] = mapped_column(EncryptedBytes)
     embedding_model: Mapped[str | None] = mapped_column(String(200))
     # The channel's id for the message that carried the answer, so an edit can find it.
     source_ref: Mapped[str | None] = mapped_column(String(200), index=True)
@@ -255,13 +261,13 @@ class FollowUp(Base):
     # The answer that triggered it, and the earlier answer it quoted.
     answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"))
     previous_answer_id: Mapped[int | None] = mapped_column(ForeignKey("answers.id", ondelete="SET NULL"))
-    question: Mapped[str] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(EncryptedText)
     score: Mapped[float] = mapped_column(Float)
-    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    reasons: Mapped[list[Any]] = mapped_column(EncryptedJSON, default=list)
     # What the question was rendered from, so it can be shown again (resume) in any markup.
-    prompt: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prompt: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)
     asked_at: Mapped[dt.datetime]
-    answer_text: Mapped[str | None] = mapped_column(Text)
+    answer_text: Mapped[str | None] = mapped_column(EncryptedText)
     answer_ref: Mapped[str | None] = mapped_column(String(200))
     answered_at: Mapped[dt.datetime | None]
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -278,7 +284,7 @@ class Promise(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id", ondelete="SET NULL"), index=True)
     program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id", ondelete="SET NULL"))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(EncryptedText)
     made_at: Mapped[dt.datetime]
     due_at: Mapped[dt.datetime | None]
     status: Mapped[str] = mapped_column(String(20), default="open")  # open | kept | partly | broken
@@ -297,7 +303,7 @@ class Outcome(Base):
     promise_id: Mapped[int] = mapped_column(ForeignKey("promises.id", ondelete="CASCADE"), index=True)
     checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id", ondelete="SET NULL"))
     verdict: Mapped[str] = mapped_column(String(20))  # yes | partly | no
-    comment: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(EncryptedText)
     recorded_at: Mapped[dt.datetime]
 
     promise: Mapped[Promise] = relationship(back_populates="outcomes")

@@ -28,17 +28,24 @@ from memory.models import (
 )
 
 
-def ensure_programs(s: Session, specs: Mapping[str, tuple[bool, int]], now: dt.datetime) -> dict[str, Program]:
-    """Make sure a row exists for every configured program; keep privacy settings in step."""
+def ensure_programs(
+    s: Session, specs: Mapping[str, tuple[bool, int] | tuple[bool, int, int]], now: dt.datetime
+) -> dict[str, Program]:
+    """Make sure a row exists for every configured program; keep privacy settings in step.
+
+    A spec is (anonymous, k) or (anonymous, k, k for comments).
+    """
     existing = {p.name: p for p in s.scalars(select(Program))}
-    for name, (anonymous, k) in specs.items():
+    for name, spec in specs.items():
+        anonymous, k = spec[0], spec[1]
+        k_comments = spec[2] if len(spec) > 2 else None
         program = existing.get(name)
         if program is None:
-            program = Program(name=name, anonymous=anonymous, k_anonymity=k, created_at=now)
+            program = Program(name=name, anonymous=anonymous, k_anonymity=k, k_comments=k_comments, created_at=now)
             s.add(program)
             existing[name] = program
         else:
-            program.anonymous, program.k_anonymity = anonymous, k
+            program.anonymous, program.k_anonymity, program.k_comments = anonymous, k, k_comments
     s.flush()
     return existing
 

@@ -12,7 +12,9 @@ Per program, one tick:
    next moment inside their send window and ``not_after`` at the end of their open window;
 2. writes the reminder that is due for each open check-in (reminders are spread evenly over the
    open window; after downtime only the latest one is written, so nobody gets two at once);
-3. expires open check-ins whose window closed and skips their unsent reminders.
+3. expires open check-ins whose window closed and skips their unsent reminders, closes the
+   waves whose end passed and, for anonymous programs, freezes what owners may see of them
+   (:mod:`memory.wave_views`), in the same transaction.
 
 Opted-out and unreachable people get a ``skipped`` row (with the reason), which is how they are
 counted in ``rapport status`` and how they are never contacted.
@@ -32,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from memory.db import transaction
 from memory.models import OPEN_STATUSES, ChannelIdentity, Checkin, Enrollment, OutboxMessage, Person, Program, Wave
 from memory.models_scheduler import Absence
+from memory.wave_views import Vectoriser, freeze_due
 from scheduler.cadence import cron_trigger, cron_wave_key, first_anchor, latest_due, latest_fire
 from scheduler.frequency import HELD_BACK, earliest_allowed
 from scheduler.plans import ProgramSchedule, outbox_key
@@ -130,10 +133,13 @@ class Planner:
         sessions: sessionmaker[Session],
         programs: Mapping[str, ProgramSchedule],
         expire: Expire | None = None,
+        encode: Vectoriser | None = None,
     ) -> None:
         self.sessions = sessions
         self.programs = programs
         self.expire = expire
+        # Themes of a frozen anonymous wave, for answers stored without an embedding.
+        self.encode = encode
 
     # The tick -----------------------------------------------------------------------------------
 
@@ -580,6 +586,10 @@ class Planner:
             .values(closed_at=now)
             .execution_options(synchronize_session=False)
         )
+        row = s.scalar(select(Program).where(Program.name == program.name))
+        if row is not None:
+            # Check-ins past their end were expired above, so nothing can still join these views.
+            freeze_due(s, row, now, encode=self.encode)
         return report
 
 

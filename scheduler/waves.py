@@ -3,7 +3,9 @@
 * **close**: nobody new is invited. Invitations not yet sent are dropped; people who already
   have their check-in keep it (and its reminders) until it ends as planned.
 * **cancel**: the wave stops now. Invitations and reminders not yet sent are dropped, and open
-  check-ins end at once (what people already answered is kept).
+  check-ins end at once (what people already answered is kept). In an anonymous program the
+  wave's views are frozen at once (:mod:`memory.wave_views`); a closed wave's are frozen by the
+  tick after its planned end, when the check-ins it kept open have ended.
 
 Both mark the wave closed before its planned end, so the planner never invites anyone into it
 again, and both are
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from memory.models import OPEN_STATUSES, Checkin, OutboxMessage, Wave
+from memory import wave_views
+from memory.models import OPEN_STATUSES, Checkin, OutboxMessage, Program, Wave
 
 #: Ends an open check-in properly (``CheckinService.expire``), as the planner's expiry does.
 Expire = Callable[[Session, Checkin, dt.datetime], None]
@@ -56,6 +59,10 @@ def cancel_wave(s: Session, wave: Wave, now: dt.datetime, expire: Expire | None 
         if checkin.status in OPEN_STATUSES:
             checkin.status, checkin.updated_at = "expired", now
     _mark_closed(wave, now)
+    program = s.get(Program, wave.program_id)
+    if program is not None and program.anonymous:
+        s.flush()
+        wave_views.freeze(s, program, wave, now=now)
     return WaveEnded(dropped=dropped, ended=len(checkins))
 
 

@@ -62,5 +62,7 @@ def test_every_person_template_renders() -> None:
         names = meta.find_undeclared_variables(env.parse(source))
         params = {n: WHEN if (n.endswith("_at") or n in ("when", "due")) else 3 for n in names}
         params.update({k: v for k, v in {"name": "Ann", "quote": "q", "reason": "drift"}.items() if k in names})
+        if "items" in names:  # a list of answers ("my data")
+            params["items"] = [{"id": 3, "label": "Why?", "rating": 7, "text": "t", "skipped": False, "followups": []}]
         text = prompts.render(f"person/{path.stem}", "plain", **params)
         assert text.strip(), path.name

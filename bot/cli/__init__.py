@@ -10,6 +10,7 @@ from bot.cli import (  # noqa: F401  (register commands)
     core,
     demo,
     invite,
+    keys,
     owner,
     people,
     privacy,

@@ -117,12 +117,16 @@ def person_detail(s: Any, ref: str, now: dt.datetime) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from memory import store
-    from memory.models import Checkin, Promise
+    from memory.models import Checkin, Program, Promise
     from memory.models_scheduler import Absence
 
     person = store.require_person(s, ref)
     (row,) = people_rows(s, person_id=person.id)
-    last = s.scalar(select(func.max(Checkin.completed_at)).where(Checkin.person_id == person.id))
+    # Anonymous programs: whether and when the person answered is never shown (docs/privacy.md).
+    attributed = select(Program.id).where(Program.anonymous.is_(False))
+    last = s.scalar(
+        select(func.max(Checkin.completed_at)).where(Checkin.person_id == person.id, Checkin.program_id.in_(attributed))
+    )
     away = s.scalars(
         select(Absence).where(Absence.person_id == person.id, Absence.ends_on >= now.date()).order_by(Absence.starts_on)
     )
@@ -137,7 +141,9 @@ def person_detail(s: Any, ref: str, now: dt.datetime) -> dict[str, Any]:
             for i in store.identities_of(s, person.id)
         ],
         "open_checkins": [
-            {"id": c.id, "program": c.program.name, "status": c.status} for c in store.open_checkins(s, person.id)
+            {"id": c.id, "program": c.program.name, "status": c.status}
+            for c in store.open_checkins(s, person.id)
+            if not c.program.anonymous
         ],
         "last_completed_at": last.isoformat() if last else None,
         "days_away": [{"id": a.id, "from": a.starts_on.isoformat(), "to": a.ends_on.isoformat()} for a in away],

@@ -171,9 +171,9 @@ def history_data(application: Any, person_ref: str) -> dict[str, Any]:
     with transaction(application.sessions) as s:
         person = store.require_person(s, person_ref)
         audit.record(s, actor=operator(None), action="history.view", now=utcnow(), person_id=person.id)
-        # Owner-facing: anonymous programs' check-ins never appear per person (docs/digests.md).
+        # Owner-facing: anonymous programs' check-ins never appear per person, and nothing here
+        # says whether the person took part in one (docs/privacy.md).
         checkins = anonymity.visible_checkins(s, person_ids=[person.id])
-        hidden = len(store.history(s, person.id)) - len(checkins)
         identities = store.identities_of(s, person.id)
         return {
             "person": {
@@ -186,8 +186,6 @@ def history_data(application: Any, person_ref: str) -> dict[str, Any]:
                     for i in identities
                 ],
             },
-            # Check-ins of anonymous programs: counted, never shown per person.
-            "anonymous_checkins_hidden": hidden,
             "checkins": [
                 {
                     "id": c.id, "program": c.program.name, "status": c.status, "source": c.source,
@@ -245,8 +243,6 @@ def history(
     for ident in p["channels"]:
         state = "reachable" if ident["reachable"] else f"UNREACHABLE ({ident['unreachable_reason']})"
         console.print(f"  {ident['channel']}: {state}")
-    if data["anonymous_checkins_hidden"]:
-        console.print(f"  {data['anonymous_checkins_hidden']} check-in(s) in anonymous programs are not shown")
     for c in data["checkins"]:
         console.print(f"\n[bold]{c['started_at'][:10]}[/bold] {c['program']} · {c['status']} · {c['source']}")
         for a in c["answers"]:

@@ -1,4 +1,5 @@
-"""Owners' web access: ``rapport owner set-password``, ``login-link`` and ``admin``.
+"""Owners' web access: ``rapport owner set-password``, ``login-link`` (printed, or sent with
+``--send``/``--via``) and ``admin``.
 
 These commands open the database without the embedding model, so they start quickly.
 """
@@ -86,20 +87,51 @@ def set_admin(
 def login_link(
     ctx: typer.Context,
     owner: Annotated[str, typer.Argument(help="The owner's key.")],
+    send: Annotated[
+        bool, typer.Option("--send", help="Send it to the owner (Slack, else Telegram, else e-mail), not print it.")
+    ] = False,
+    via: Annotated[
+        str | None, typer.Option("--via", help="Send it by this channel: slack, telegram or email (implies --send).")
+    ] = None,
 ) -> None:
-    """Print a one-time dashboard login link (expires after web.dashboard.login_link_minutes)."""
+    """A one-time dashboard login link (expires after web.dashboard.login_link_minutes): printed,
+    or sent to the owner with --send / --via (`rapport run` sends it)."""
     from bot.dashboard import auth
+    from bot.dashboard.link_delivery import login_url
+    from bot.engine import owner_login
     from memory.db import transaction
+    from scheduler.leader import live_workers
 
+    if via is not None and via not in owner_login.VIAS:
+        fail(f"--via must be one of {', '.join(owner_login.VIAS)}", 2)
     config, engine, sessions = _sessions(ctx)
-    ttl = dt.timedelta(minutes=config.web.dashboard.login_link_minutes)
+    minutes = config.web.dashboard.login_link_minutes
+    now = utcnow()
     try:
         with transaction(sessions) as s:
-            token = auth.make_login_token(s, owner_key=owner, now=utcnow(), ttl=ttl)
+            found = auth.find_owner(s, owner)
+            if found is None:
+                raise auth.UnknownOwner(owner)
+            if not (send or via):
+                token = auth.make_login_token(s, owner_key=owner, now=now, ttl=dt.timedelta(minutes=minutes))
+            else:
+                done = owner_login.request_login_link(s, owner=found, now=now, via=via)
+                running = s.execute(live_workers(now).limit(1)).first() is not None
     except auth.UnknownOwner as exc:
         fail(str(exc), 2)
     finally:
         engine.dispose()
-    base = (config.web.public_url or f"http://{config.web.host}:{config.web.port}").rstrip("/")
-    typer.echo(f"{base}/dashboard/login/link?token={token}")
-    typer.echo(f"(one use, valid for {config.web.dashboard.login_link_minutes} minutes)", err=True)
+    if not (send or via):
+        typer.echo(login_url(config, token))
+        typer.echo(f"(one use, valid for {minutes} minutes)", err=True)
+        return
+    if done.outcome == "no_route":
+        how = (f"linked {via} account" if via in owner_login.CHAT_VIAS else "e-mail address" if via else
+               "linked Slack or Telegram account (rapport owners link) or e-mail address")  # fmt: skip
+        fail(f"{owner} has no {how} to send a login link to", 2)
+    if done.outcome == "too_many":
+        fail(f"{owner} was sent {owner_login.MAX_PER_WINDOW} login links in the last hour; use the newest", 1)
+    typer.echo(f"a login link for {owner} goes out by {done.via} (one use, valid for {minutes} minutes)")
+    if not running:
+        typer.echo(f"no `rapport run` is running: it goes out when one starts (within {minutes} minutes, "
+                   "or not at all)", err=True)  # fmt: skip

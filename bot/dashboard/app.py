@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config, resolve_secret
 from bot.dashboard import auth, forms
+from bot.engine import owner_login
 from memory import audit
 from memory.db import transaction
 
@@ -38,7 +39,7 @@ T = TypeVar("T")
 Clock = Callable[[], dt.datetime]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC = {"login", "login_post", "login_link", "login_link_post", "static"}
+PUBLIC = {"login", "login_post", "login_link", "login_link_post", "login_mail_post", "static"}
 
 
 class Settings:
@@ -159,8 +160,13 @@ async def _logout_form(request: web.Request) -> dict[str, Any]:
 # Login, login links, logout ----------------------------------------------------------------------
 
 
+async def _login_forms(request: web.Request) -> dict[str, Any]:
+    login, mail = await empty_form(request, forms.LoginForm), await empty_form(request, forms.LinkRequestForm)
+    return {"form": login, "mail": mail}
+
+
 async def login_page(request: web.Request) -> web.Response:
-    return render(request, "login.html", {"form": await empty_form(request, forms.LoginForm), "error": None})
+    return render(request, "login.html", {**await _login_forms(request), "error": None})
 
 
 async def login(request: web.Request) -> web.Response:
@@ -187,13 +193,11 @@ async def login(request: web.Request) -> web.Response:
 
     outcome, found = await cfg.run(attempt)
     if outcome == "blocked":
-        fresh = await empty_form(request, forms.LoginForm)
         message = f"Too many failed logins. Try again in {d.login_window_minutes} minutes."
-        return render(request, "login.html", {"form": fresh, "error": message}, status=429)
+        return render(request, "login.html", {**await _login_forms(request), "error": message}, status=429)
     if found is None:
-        fresh = await empty_form(request, forms.LoginForm)
-        return render(request, "login.html", {"form": fresh, "error": "That owner and password do not match."},
-                      status=401)  # fmt: skip
+        return render(request, "login.html", {**await _login_forms(request),
+                      "error": "That owner and password do not match."}, status=401)  # fmt: skip
     await _start_session(request, found)
     raise web.HTTPSeeOther(request.app.router["portfolio"].url_for())
 
@@ -229,6 +233,34 @@ async def use_link(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(request.app.router["portfolio"].url_for())
 
 
+async def mail_link(request: web.Request) -> web.Response:
+    """The login page's "E-mail me a login link": the same page whether or not the address is an
+    owner's, so the form reveals nobody. Every request counts against the address and the client
+    (the login rate limit's table and numbers); the link goes out through the outbox, never in
+    this request, so the answer takes as long either way."""
+    cfg = settings(request)
+    bound = await form(request, forms.LinkRequestForm)
+    address = (bound.email.data or "").strip().lower()
+    now = cfg.clock()
+    d = cfg.config.web.dashboard
+    window = dt.timedelta(minutes=d.login_window_minutes)
+    buckets = [f"mail-to:{address}", f"mail-ip:{request.remote or '-'}"]
+
+    def ask(s: Session) -> bool:
+        if auth.login_blocked(s, buckets=buckets, now=now, window=window, limit=d.login_attempts):
+            return False
+        auth.record_failure(s, buckets=buckets, now=now, window=window)
+        owner = auth.owner_by_email(s, address) if address and not bound.errors else None
+        if owner is not None:
+            owner_login.request_login_link(s, owner=owner, now=now, via="email")
+        return True
+
+    if not await cfg.run(ask):
+        message = f"Too many requests for login links. Try again in {d.login_window_minutes} minutes."
+        return render(request, "login.html", {**await _login_forms(request), "error": message}, status=429)
+    return render(request, "link_sent.html", {"minutes": d.login_link_minutes})
+
+
 async def logout(request: web.Request) -> web.Response:
     await form(request, forms.ConfirmForm)
     (await session_of(request)).invalidate()
@@ -257,6 +289,7 @@ def make_dashboard(*, sessions: sessionmaker[Session], config: Config, clock: Cl
     app.router.add_post("/login", login, name="login_post")
     app.router.add_get("/login/link", link_page, name="login_link")
     app.router.add_post("/login/link", use_link, name="login_link_post")
+    app.router.add_post("/login/email", mail_link, name="login_mail_post")
     app.router.add_post("/logout", logout, name="logout")
     views.add_routes(app)
     app.router.add_static("/static", HERE / "static", name="static")

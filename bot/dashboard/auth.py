@@ -8,7 +8,11 @@ and which people an owner may see.
   the table knows, a stolen table replays nothing, and the link works in every process without
   a shared key (``rapport owner login-link`` runs in its own process).
 * Failed logins are rows in ``login_failures``, counted per owner key and per client address over
-  a window, so every ``rapport run`` process enforces one limit.
+  a window, so every ``rapport run`` process enforces one limit. Requests for an e-mailed login
+  link are counted there too (per address asked for and per client), whether or not the address
+  is an owner's.
+* Links Rapport sends (by Slack, Telegram or e-mail) are queued by
+  :mod:`bot.engine.owner_login` and made and sent by :mod:`bot.dashboard.link_delivery`.
 * Access: an admin sees every person; any other owner only the people whose ``owner_id`` is
   theirs. Everything that reads a person goes through :func:`visible_person` or
   :func:`visible_people_query`, the one place the rule lives.
@@ -56,6 +60,12 @@ class Viewer:
 
 def find_owner(s: Session, key: str) -> Owner | None:
     return s.scalar(select(Owner).where(Owner.key == key))
+
+
+def owner_by_email(s: Session, address: str) -> Owner | None:
+    """The owner whose e-mail address this is (any case); None when none or several have it."""
+    found = list(s.scalars(select(Owner).where(func.lower(Owner.email) == address.strip().lower()).limit(2)))
+    return found[0] if len(found) == 1 else None
 
 
 def _account(s: Session, owner: Owner, now: dt.datetime) -> OwnerAccount:

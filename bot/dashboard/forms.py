@@ -74,6 +74,10 @@ class LoginForm(Protected):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
 
 
+class LinkRequestForm(Protected):
+    email = StringField("Your e-mail address", validators=[DataRequired(), Length(max=320)])
+
+
 class ConfirmForm(Protected):
     """A button and nothing else: logout, using a login link."""
 

@@ -1,13 +1,15 @@
 """Pure rules for what a person's message means outside a check-in's questions.
 
 ``flow.advance`` decides everything within an open check-in. These decide the rest: messages
-while opted out, messages between check-ins (``stop`` needs no confirmation there), a photo or
-sticker instead of words, and an edited message that corrects an earlier answer. Like the flow,
+while opted out, messages between check-ins (``stop`` needs no confirmation there), messages
+after a check-in's end that the scheduler has not expired yet, a photo or sticker instead of
+words, and an edited message that corrects an earlier answer. Like the flow,
 they read no clock and touch no database: they return effects, and the service carries them out.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +47,21 @@ def while_opted_out(kind: Kind, command: str | None) -> tuple[Effect, ...]:
     if kind in ("delete", "edit"):
         return ()
     return (flow.Say("opted_out_reminder"),)
+
+
+def past_end(now: dt.datetime, *ends: dt.datetime | None) -> bool:
+    """A check-in is over at its own end or its wave's, whichever comes first, even before the
+    scheduler's next tick has expired it: nothing said after that counts anywhere."""
+    return any(end is not None and now >= end for end in ends)
+
+
+def after_end(kind: Kind, command: str | None) -> tuple[Effect, ...]:
+    """A message reached a check-in that is already over: an answer is refused kindly (it is
+    counted in no wave: the closed wave's views are fixed, and the next wave asks again);
+    commands such as "stop" and "help" mean what they mean between check-ins."""
+    if kind in ("text", "choice") and command is None:
+        return (flow.Say("late_answer"),)
+    return between_checkins(command, just_completed=False)
 
 
 def between_checkins(command: str | None, *, just_completed: bool) -> tuple[Effect, ...]:

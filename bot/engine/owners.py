@@ -1,4 +1,5 @@
-"""What owners can say to the bot: ``promise @person text [by YYYY-MM-DD]``.
+"""What owners can say to the bot: ``promise @person text [by YYYY-MM-DD]``, and ``login`` (a
+one-time dashboard login link, :func:`handle_login`).
 
 Only a sender whose channel account is linked to an owner (``rapport owners link``) is treated
 as an owner. Anyone else's ``promise ...`` is an ordinary message, handled as a person's answer:
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
+from bot.engine import owner_login
 from bot.engine.ports import Inbound, Outbound
 from memory import promises, store
 from memory.db import transaction
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^\s*/?promise(?:@\w+)?(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
 _TARGET = re.compile(r"^(?:<@(?P<slack>[A-Z0-9]+)(?:\|[^>]*)?>|@(?P<ref>\S+))\s*(?P<text>.*)$", re.DOTALL)
+_LOGIN = re.compile(r"^\s*/?log\s?in(?:@\w+)?\s*[.!]?\s*$", re.IGNORECASE)
 _DUE = re.compile(r"\s+by\s+(?P<date>\d{4}-\d{2}-\d{2})\s*[.!]?\s*$", re.IGNORECASE)
 
 #: What became of a promise an owner gave: recorded, nobody by that name, or no words.
@@ -80,6 +83,9 @@ def handle_owner_message(s: Session, inbound: Inbound, markup: prompts.Markup) -
     """Replies to an owner's command, or None when this is not one (handle it as a person's)."""
     if inbound.kind not in ("text", "command"):
         return None
+    login = handle_login(s, inbound, markup)
+    if login is not None:
+        return login
     text = inbound.text or (f"/{inbound.command}" if inbound.command else "")
     match = _COMMAND.match(text)
     if match is None:
@@ -111,6 +117,28 @@ def handle_owner_message(s: Session, inbound: Inbound, markup: prompts.Markup) -
         s, owner, inbound, ref=ref, slack_user=bool(slack_user), words=words, due_at=due_at, markup=markup
     )
     return replies
+
+
+def handle_login(s: Session, inbound: Inbound, markup: prompts.Markup) -> list[Outbound] | None:
+    """An owner's ``login`` or ``/login``: a one-time dashboard link, sent to this chat account
+    through the outbox (:mod:`bot.engine.owner_login`). The link is the only message, so a
+    queued request replies nothing now. None when this is not the command or not an owner."""
+    if not _LOGIN.match(inbound.text or (f"/{inbound.command}" if inbound.command else "")):
+        return None
+    identity = s.scalar(
+        select(OwnerIdentity).where(
+            OwnerIdentity.channel == inbound.channel,
+            OwnerIdentity.workspace == inbound.workspace,
+            OwnerIdentity.external_id == inbound.sender,
+        )
+    )
+    if identity is None:
+        return None
+    done = owner_login.request_login_link(s, owner=identity.owner, now=inbound.received_at, identity=identity)
+    log.info("login link requested from chat", extra={"owner_id": identity.owner_id, "outcome": done.outcome})
+    if done.outcome == "queued":
+        return []
+    return [Outbound(text=prompts.render("owner/login_link_too_many", markup))]
 
 
 def promise_from_form(

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.engine import flow
+from bot.engine.mydata_view import Entry, entries_of
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.script import Script
 from bot.invites import InvalidInvite, read_token
@@ -85,45 +86,18 @@ def mark_reachable(identity: ChannelIdentity) -> None:
 
 
 @dataclass(frozen=True)
-class HistoryEntry:
-    """One of the person's check-ins, as they see it: (label, their words) lines."""
-
-    when: dt.datetime
-    title: str
-    status: str
-    lines: list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
 class OwnHistory:
-    entries: list[HistoryEntry] = field(default_factory=list)
+    """The person's newest check-ins with their answers (``bot.engine.mydata_view``, the one view
+    of a person's own answers, numbered for "delete" and "correct"), and whether they stopped."""
+
+    entries: list[Entry] = field(default_factory=list)
     opted_out: bool = False
 
 
 def own_history(
     s: Session, person: Person, programs: Mapping[str, Script], limit: int = HISTORY_CHECKINS
 ) -> OwnHistory:
-    entries: list[HistoryEntry] = []
-    for checkin in reversed(store.history(s, person.id)):
-        program = programs.get(checkin.program.name)
-        lines: list[tuple[str, str]] = []
-        for answer in checkin.answers:
-            question = program.question(answer.question) if program else None
-            label = question.text if question else answer.question
-            if answer.skipped:
-                lines.append((label, "(skipped)"))
-            elif answer.rating is not None:
-                lines.append((label, str(answer.rating) + (f" — {answer.text}" if answer.text else "")))
-            elif answer.text:
-                lines.append((label, answer.text))
-        for followup in checkin.followups:
-            if followup.answer_text:
-                lines.append(("What changed", followup.answer_text))
-        title = (program.title if program else None) or checkin.program.name
-        entries.append(HistoryEntry(when=checkin.started_at, title=title, status=checkin.status, lines=lines))
-        if len(entries) >= limit:
-            break
-    return OwnHistory(entries=entries, opted_out=person.opted_out_at is not None)
+    return OwnHistory(entries=entries_of(s, person, programs)[:limit], opted_out=person.opted_out_at is not None)
 
 
 # The door channels use -------------------------------------------------------------------------

@@ -8,7 +8,9 @@ conversation state together, or not at all. A crash before the commit loses noth
 redelivers and the event is processed again; a duplicate event key gets no replies.
 
 What a message means is decided by pure rules: :mod:`bot.engine.flow` within a check-in,
-:mod:`bot.engine.outside` for the rest (opted out, between check-ins, non-text, edits).
+:mod:`bot.engine.outside` for the rest (opted out, between check-ins, non-text, edits, and a
+message that reaches a check-in after its end or its wave's: the check-in ends then and there
+and the answer is refused, so nothing can join a closed wave's views).
 :mod:`bot.engine.turns` carries out the effects inside the transaction.
 
 The service is synchronous on purpose. Async channel adapters call it through
@@ -21,22 +23,23 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.engine import flow, outside, owners, people, precompute, promises
+from bot.engine.mydata import After, OwnData, Prepared
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.precompute import Precomputed
 from bot.engine.script import Limits, Script
-from bot.engine.turns import Turn, Turns, say, who_sees
+from bot.engine.turns import Turn, Turns, enrolled_scripts, say, who_sees
 from memory import store
 from memory.changes import ChangeDetector
 from memory.db import transaction
 from memory.embeddings import to_bytes
 from memory.errors import NotEnrolled, OptedOut
-from memory.models import Answer, ChannelIdentity, Checkin, Enrollment, FollowUp, Person, ProcessedEvent, Program
+from memory.models import OPEN_STATUSES, Answer, ChannelIdentity, Checkin, FollowUp, Person, ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class CheckinService:
         detector: ChangeDetector,
         limits: Limits | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
+        digest_folder: Path | None = None,
     ) -> None:
         self.sessions = sessions
         self.scripts = dict(scripts)
@@ -77,6 +81,9 @@ class CheckinService:
         # carries ``received_at``, which is the time the engine uses for it).
         self.clock = clock
         self.turns = Turns(scripts=self.scripts, detector=detector, limits=self.limits)
+        # A person's own answers: see, correct, delete ("my data"), and deleted chat messages.
+        self.own = OwnData(sessions=sessions, scripts=self.scripts, embedder=detector.embedder, limits=self.limits,
+                           digest_folder=digest_folder)  # fmt: skip
 
     # Starting ---------------------------------------------------------------------------------
 
@@ -150,18 +157,29 @@ class CheckinService:
         assert person is not None
         self.turns.run(s, Turn(person=person, checkin=checkin, script=script, markup="plain", now=now), flow.Expire())
 
+    @staticmethod
+    def _ends(checkin: Checkin) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The check-in's own end and its wave's planned end."""
+        return checkin.expires_at, checkin.wave.closes_at if checkin.wave is not None else None
+
+    def _expire_now(self, s: Session, checkin: Checkin, now: dt.datetime) -> None:
+        self.expire(s, checkin, now)
+        if checkin.status in OPEN_STATUSES:
+            checkin.status, checkin.updated_at = "expired", now
+
     # Inbound ----------------------------------------------------------------------------------
 
     def handle(self, inbound: Inbound, *, markup: prompts.Markup = "plain") -> list[Outbound]:
         """Process one inbound event exactly once and return the replies to send."""
+        prepared = self.own.prepare(inbound)
         for _ in range(RECOMPUTE_TRIES):
             pre = self._precompute(inbound)
             try:
-                return self._write(inbound, markup, pre)
+                return self._write(inbound, markup, pre, prepared)
             except _Moved:
                 log.info("the check-in moved while the model ran; computing again")
         # Still racing: compute inside the write transaction (correct, holds the lock longer).
-        return self._write(inbound, markup, None)
+        return self._write(inbound, markup, None, prepared)
 
     def _precompute(self, inbound: Inbound) -> Precomputed | None:
         """A short read, then the model with no transaction open."""
@@ -184,8 +202,8 @@ class CheckinService:
             else:
                 checkin = self._checkin_for(s, person, inbound)
                 script = self.scripts.get(checkin.program.name) if checkin is not None else None
-                if checkin is None or script is None:
-                    return None
+                if checkin is None or script is None or outside.past_end(inbound.received_at, *self._ends(checkin)):
+                    return None  # nothing to compute (a message after the end is refused unread)
                 needed = precompute.read_turn(s, checkin=checkin, inbound=inbound, rating_key=script.rating_key)
         # The read is over (its connection is back in the pool); now the model.
         if edited is not None:
@@ -208,7 +226,19 @@ class CheckinService:
         checkin = next((c for c in checkins if c.id == inbound.checkin_id), None) if inbound.checkin_id else None
         return checkin or (checkins[0] if checkins else None)
 
-    def _write(self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None) -> list[Outbound]:
+    def _write(
+        self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None = None
+    ) -> list[Outbound]:
+        after: After = []  # work for after the commit (digest files, the SQLite WAL)
+        replies = self._write_in(inbound, markup, pre, prepared, after)
+        for job in after:
+            job()
+        return replies
+
+    def _write_in(
+        self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None,
+        after: After,
+    ) -> list[Outbound]:  # fmt: skip
         with transaction(self.sessions) as s:
             key = f"{inbound.channel}:{inbound.event_key}"
             if inbound.event_key and not store.claim_event(s, key, inbound.received_at):
@@ -225,20 +255,30 @@ class CheckinService:
             if identity is not None and not identity.reachable:
                 # They wrote to us, so the channel works again.
                 people.mark_reachable(identity)
-            return self._handle_person(s, person, inbound, markup, pre)
+            return self._handle_person(s, person, inbound, markup, pre, prepared, after)
 
     def _handle_person(
-        self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None
-    ) -> list[Outbound]:
+        self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None,
+        prepared: Prepared | None = None, after: After | None = None,
+    ) -> list[Outbound]:  # fmt: skip
         now = inbound.received_at
+        after = after if after is not None else []
+        # Their own answers are theirs to see, correct and delete, opted out or not.
+        if inbound.kind == "delete":
+            return self.own.message_deleted(s, person, inbound, markup, after=after)
+        checkin = self._checkin_for(s, person, inbound)
+        own = self.own.handle(s, person, inbound, markup, checkin=checkin, prepared=prepared, after=after)
+        if own is not None:
+            return own
         command = inbound.command or (flow.command_of(inbound.text or "") if inbound.kind == "text" else None)
         if person.opted_out_at is not None:
             return self._carry_out(s, person, outside.while_opted_out(inbound.kind, command), markup, now)
-        if inbound.kind == "delete":
-            return []
         if inbound.kind == "edit":
             return self._edit(s, person, inbound, markup, pre)
-        checkin = self._checkin_for(s, person, inbound)
+        if checkin is not None and outside.past_end(now, *self._ends(checkin)):
+            # Over, though the tick has not expired it yet: end it now, as the tick would have.
+            self._expire_now(s, checkin, now)
+            return self._carry_out(s, person, outside.after_end(inbound.kind, command), markup, now)
         if checkin is None:
             closed = s.get(Checkin, inbound.checkin_id) if inbound.checkin_id is not None else None
             done = closed is not None and closed.person_id == person.id and closed.status == "completed"
@@ -257,7 +297,7 @@ class CheckinService:
             if isinstance(effect, flow.Say):
                 params = dict(effect.params)
                 if effect.template == "help":
-                    params["who_sees"] = who_sees(self._programs_of(s, person), markup)
+                    params["who_sees"] = who_sees(enrolled_scripts(s, person, self.scripts), markup)
                 out.append(say(effect.template, markup, **params))
             elif isinstance(effect, outside.OptOutNow):
                 people.opt_out(s, person, now)
@@ -267,16 +307,6 @@ class CheckinService:
                 if checkins:
                     out += self._turn(s, person, checkins[0], markup, now, flow.Resume())
         return out
-
-    def _programs_of(self, s: Session, person: Person) -> list[Script]:
-        """The scripts of the programs the person takes part in (for "help" between check-ins)."""
-        names = s.scalars(
-            select(Program.name)
-            .join(Enrollment, Enrollment.program_id == Program.id)
-            .where(Enrollment.person_id == person.id, Enrollment.active)
-            .order_by(Program.name)
-        )
-        return [self.scripts[name] for name in names if name in self.scripts]
 
     def _turn(
         self,
@@ -327,7 +357,9 @@ class CheckinService:
         question = script.question(answer.question) if script and answer else None
         low, high = (question.min, question.max) if question else (0, 10)
         effects = outside.edit(
-            inbound.text or "", still_open=checkin.status in ("invited", "in_progress"),
+            inbound.text or "",
+            still_open=checkin.status in ("invited", "in_progress")
+            and not outside.past_end(inbound.received_at, *self._ends(checkin)),
             kind="followup" if answer is None else ("rating" if answer.kind == "rating" else "text"),
             low=low, high=high, max_chars=self.limits.max_answer_chars,
             question=question.text if question else None,

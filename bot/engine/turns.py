@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import prompts
@@ -23,7 +24,7 @@ from bot.engine.script import Limits, Script
 from memory import store
 from memory.changes import Assessment, ChangeDetector, PastAnswer, Reason, excerpt
 from memory.embeddings import from_bytes, to_bytes
-from memory.models import Answer, Checkin, FollowUp, Person
+from memory.models import Answer, Checkin, Enrollment, FollowUp, Person, Program
 
 
 @dataclass
@@ -57,6 +58,17 @@ def _most_concrete(reasons: tuple[Reason, ...]) -> Reason | None:
 
 def say(template: str, markup: prompts.Markup, **params: Any) -> Outbound:
     return Outbound(text=prompts.render(f"person/{template}", markup, **params))
+
+
+def enrolled_scripts(s: Session, person: Person, scripts: Mapping[str, Script]) -> list[Script]:
+    """The scripts of the programs the person takes part in (for "help" between check-ins)."""
+    names = s.scalars(
+        select(Program.name)
+        .join(Enrollment, Enrollment.program_id == Program.id)
+        .where(Enrollment.person_id == person.id, Enrollment.active)
+        .order_by(Program.name)
+    )
+    return [scripts[name] for name in names if name in scripts]
 
 
 def who_sees(scripts: list[Script], markup: prompts.Markup) -> prompts.Trusted:

@@ -181,7 +181,7 @@ def test_history_is_the_persons_own_newest_first(make_app) -> None:
     assert history is not None
     assert history.opted_out is False
     (entry,) = history.entries
-    assert any(value.startswith("8") for _, value in entry.lines)
+    assert [(i.rating, i.text) for i in entry.items] == [(8, "fine")]
     assert people.history("slack", "U0NOBODY") is None
     assert people.checkin_open(conv.checkin_id)
     assert not people.checkin_open(None)

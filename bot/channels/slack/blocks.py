@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import prompts
-from bot.engine.people import HistoryEntry
+from bot.engine.mydata_view import Entry, Item
 from bot.engine.ports import Outbound
 
 JSON = dict[str, Any]
@@ -22,6 +22,8 @@ RATING_ACTION = "rapport_rating"
 STOP_ACTION = "rapport_stop"
 HOME_STOP_ACTION = "rapport_home_stop"
 HOME_RESUME_ACTION = "rapport_home_resume"
+# A "Delete" button beside each answer on the App Home (its value: the answer's number).
+HOME_DELETE_ACTION = "rapport_home_delete"
 # Characters of each answer the App Home shows.
 HOME_TEXT_CHARS = 600
 # Slack refuses a message with more blocks than this.
@@ -59,8 +61,8 @@ def message_payload(message: Outbound) -> JSON:
     return {"text": message.text, "blocks": blocks}
 
 
-#: One check-in on the App Home (the engine's view of a person's own history).
-HomeEntry = HistoryEntry
+#: One check-in on the App Home (the engine's view of a person's own answers).
+HomeEntry = Entry
 
 
 def home_view(*, entries: list[HomeEntry] | None, opted_out: bool) -> JSON:
@@ -93,20 +95,54 @@ def home_view(*, entries: list[HomeEntry] | None, opted_out: bool) -> JSON:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": "Short check-ins, in your own words. Only you see this page."},
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "Short check-ins, in your own words. Only you see this page. To correct an answer, send "
+                    "“correct” and its number in our chat (say “my data” there for help).",
+                },
                 "accessory": stop,
             }
         )
     if not entries:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No check-ins yet."}})
     for entry in entries or []:
-        blocks.append({"type": "divider"})
         when = f"{entry.when.day} {entry.when.strftime('%B %Y')}"
-        head = f"*{esc(entry.title)}* · {when} · {esc(entry.status.replace('_', ' '))}"
-        body = "\n".join(f"{_quote_label(label)}\n{_quote(value)}" for label, value in entry.lines)
-        text = head + ("\n" + body if body else "\n_No answers._")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
+        note = " · anonymous: owners see groups, never your name" if entry.anonymous else ""
+        blocks += [
+            {"type": "divider"},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"*{esc(entry.title)}* · {when}{note}"}]},
+        ]
+        for item in entry.items:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _item_text(item)[:3000]},
+                           "accessory": _delete_button(item)})  # fmt: skip
+    # Slack refuses a Home tab of more than 100 blocks: the newest check-ins come first.
     return {"type": "home", "blocks": blocks[:100]}
+
+
+def _item_text(item: Item) -> str:
+    if item.skipped:
+        value = "(skipped)"
+    elif item.rating is not None:
+        value = str(item.rating) + (f" — {item.text}" if item.text else "")
+    else:
+        value = item.text or ""
+    text = f"*#{item.id}* {_quote_label(item.label)}\n{_quote(value)}"
+    for reply in item.followups:
+        text += f"\n_What changed:_\n{_quote(reply)}"
+    return text
+
+
+def _delete_button(item: Item) -> JSON:
+    button = _button("Delete", HOME_DELETE_ACTION, style="danger")
+    button["value"] = str(item.id)
+    button["confirm"] = {
+        "title": {"type": "plain_text", "text": f"Delete answer #{item.id}?"},
+        "text": {"type": "mrkdwn", "text": "It goes for good, with every quote of it we kept"
+                 + (" and your answer to “What changed?”." if item.followups else ".")},
+        "confirm": {"type": "plain_text", "text": "Delete"},
+        "deny": {"type": "plain_text", "text": "Keep it"},
+    }  # fmt: skip
+    return button
 
 
 def _quote_label(label: str) -> str:

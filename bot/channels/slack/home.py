@@ -2,7 +2,8 @@
 
 What a person sees is the engine's view of their own history (``People.history``); the stop
 button records the engine's one opt-out rule (``People.opt_out``), and resume is the ``start``
-command, exactly as typed in the DM.
+command, exactly as typed in the DM. Each answer's "Delete" button (with Slack's confirmation
+dialog) deletes it through the engine's rule (``OwnData.delete``, ``bot.engine.mydata``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import prompts
 from bot.channels.base import Address, Inbound, Outbound
-from bot.channels.slack.blocks import HOME_STOP_ACTION, JSON, home_view
+from bot.channels.slack.blocks import HOME_DELETE_ACTION, HOME_STOP_ACTION, JSON, home_view
 from bot.channels.slack.translate import NAME, dig, obj, text_of
 from memory.errors import DeliveryError
 
@@ -55,7 +56,17 @@ async def button(channel: SlackChannel, body: JSON, client: AsyncWebClient) -> N
         return
     workspace = channel.workspace(body)
     now = channel.clock()
-    if action.get("action_id") == HOME_STOP_ACTION:
+    if action.get("action_id") == HOME_DELETE_ACTION:
+        # Slack's confirmation dialog is on the button; the value is untrusted (the engine only
+        # deletes the sender's own answer).
+        value = str(action.get("value") or "")
+        answer_id = int(value) if value.isdigit() and len(value) <= 12 else None
+        deleted = answer_id is not None and await asyncio.to_thread(
+            channel.service.own.delete, NAME, user, answer_id, now=now, via="slack_home", workspace=workspace
+        )
+        replies = [Outbound(text=prompts.render("person/mydata_deleted", channel.markup, answer_id=answer_id,
+                                                via_message=False, cmd=""))] if deleted else []  # fmt: skip
+    elif action.get("action_id") == HOME_STOP_ACTION:
         # The button carries Slack's own confirmation dialog, so one click here is a decision.
         stopped = await asyncio.to_thread(channel.people.opt_out, NAME, user, workspace, now)
         replies = [Outbound(text=prompts.render("person/opted_out", channel.markup))] if stopped else []

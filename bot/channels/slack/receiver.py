@@ -26,6 +26,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.channels.slack.blocks import (
+    HOME_DELETE_ACTION,
     HOME_RESUME_ACTION,
     HOME_STOP_ACTION,
     JSON,
@@ -149,7 +150,7 @@ class SlackReceiver:
             await ack()
             to.spawn(to.on_stop(body, client))
 
-        @app.action(re.compile(f"^({HOME_STOP_ACTION}|{HOME_RESUME_ACTION})$"))
+        @app.action(re.compile(f"^({HOME_STOP_ACTION}|{HOME_RESUME_ACTION}|{HOME_DELETE_ACTION})$"))
         async def on_home_button(ack: Ack, body: JSON, client: AsyncWebClient) -> None:
             await ack()
             to.spawn(to.on_home_button(body, client))

@@ -269,6 +269,7 @@ COMMAND_MENU = (
     BotCommand("skip", "Pass the current question"),
     BotCommand("stop", "Stop hearing from us"),
     BotCommand("start", "Take part again after stopping"),
+    BotCommand("mydata", "What you have told us: see, correct or delete it"),
 )
 
 

@@ -26,6 +26,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
 from bot.channels.web import translate
+from bot.channels.web.mine import MinePage
 from bot.engine.ports import Outbound
 from bot.engine.service import CheckinService
 from bot.engine.web_visits import Visitor, WebVisits
@@ -71,12 +72,16 @@ class Receiver:
             fernet, cookie_name="rapport_checkin", path="/c/", secure=secure, httponly=True, samesite="Lax",
             max_age=14 * 24 * 3600,
         )  # fmt: skip
+        # The person's own answers, on the same link (``/c/{token}/mine``).
+        self.mine = MinePage(self)
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/c/_/web.css", self.css, name="web_css"),
             web.get(f"/c/{TOKEN}", self.page, name="web_page"),
             web.post(f"/c/{TOKEN}", self.answer, name="web_answer"),
+            web.get(f"/c/{TOKEN}/mine", self.mine.page, name="web_mine"),
+            web.post(f"/c/{TOKEN}/mine", self.mine.change, name="web_mine_change"),
             web.get("/c/{anything:.*}", self.bad_link),
             web.post("/c/{anything:.*}", self.bad_link),
         ]
@@ -139,10 +144,16 @@ class Receiver:
             "checkin.html", name=found.name, log=log, ask=ask, opted_out=found.opted_out,
             # The question is the conversation's last bubble: its label is then for screen readers.
             repeated=bool(ask and log and log[-1][1] == _clip(ask["text"])),
-            done=found.checkin_id is None, nonce=nonce, csrf=self._csrf(token, nonce),
+            done=found.checkin_id is None, resumed=bool(same and cookie.get("resumed")) and not found.opted_out,
+            nonce=nonce, csrf=self._csrf(token, nonce), mine=f"/c/{token}/mine",
         )  # fmt: skip
         await self.storage.save_session(request, response, cookie)
         return response
+
+    def _fresh(self, token: str) -> tuple[str, str]:
+        """A new form's nonce and its CSRF value."""
+        nonce = secrets.token_urlsafe(18)
+        return nonce, self._csrf(token, nonce)
 
     def _csrf(self, token: str, nonce: str) -> str:
         return hmac.new(self.key, f"csrf:{token}:{nonce}".encode(), hashlib.sha256).hexdigest()
@@ -171,7 +182,10 @@ class Receiver:
             same = cookie.get("checkin") == found.checkin_id
             log = (list(cookie.get("log", [])) if same else []) + [["you", _clip(translate.said(inbound))]]
             log += [["rapport", _clip(m.text)] for m in replies]
-            cookie.update({"checkin": found.checkin_id, "log": log[-KEEP:], "ask": _pending(replies)})
+            resumed = inbound.kind == "command" and inbound.command == "start"
+            cookie.update(
+                {"checkin": found.checkin_id, "log": log[-KEEP:], "ask": _pending(replies), "resumed": resumed}
+            )
             response = web.HTTPSeeOther(request.path)
             await self.storage.save_session(request, response, cookie)
             raise response

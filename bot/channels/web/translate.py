@@ -1,7 +1,8 @@
 """The web page's form, translated: a POST body -> :class:`Inbound` for the engine. Pure.
 
-The page posts one of three things: a rating button (``rating``), free text (``text``), or the
-opt-out button (``action=stop``). Every form carries a fresh random ``nonce``; it becomes the
+The page posts one of four things: a rating button (``rating``), free text (``text``), the
+opt-out button (``action=stop``), or, once opted out, the button to take part again
+(``action=start``). Every form carries a fresh random ``nonce``; it becomes the
 event key, so a refresh that posts the same form again is one event, not two answers.
 """
 
@@ -34,6 +35,9 @@ def inbound_from_form(
     }  # fmt: skip
     if form.get("action") == "stop":
         return Inbound(kind="text", text="stop", **common)  # type: ignore[arg-type]
+    if form.get("action") == "start":
+        # "Start check-ins again" after an opt-out: the engine's start command (its opt-in rule).
+        return Inbound(kind="command", command="start", **common)  # type: ignore[arg-type]
     rating = form.get("rating")
     if rating is not None:
         if not _RATING.match(rating):
@@ -47,4 +51,6 @@ def said(inbound: Inbound) -> str:
     """What the person said, as the conversation shows it."""
     if inbound.kind == "choice":
         return str(inbound.value)
+    if inbound.kind == "command":
+        return "Start check-ins again" if inbound.command == "start" else f"/{inbound.command}"
     return inbound.text or ""
