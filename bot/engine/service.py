@@ -33,7 +33,7 @@ from bot.engine.mydata import After, OwnData, Prepared
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.precompute import Precomputed
 from bot.engine.script import Limits, Script
-from bot.engine.turns import Turn, Turns, enrolled_scripts, say, who_sees
+from bot.engine.turns import Turn, Turns, enrolled_scripts, say, told, who_sees
 from memory import store
 from memory.changes import ChangeDetector
 from memory.db import transaction
@@ -295,10 +295,9 @@ class CheckinService:
         out: list[Outbound] = []
         for effect in effects:
             if isinstance(effect, flow.Say):
-                params = dict(effect.params)
+                out.append(say(effect.template, markup, **effect.params))
                 if effect.template == "help":
-                    params["who_sees"] = who_sees(enrolled_scripts(s, person, self.scripts), markup)
-                out.append(say(effect.template, markup, **params))
+                    out += told(who_sees(enrolled_scripts(s, person, self.scripts), markup))
             elif isinstance(effect, outside.OptOutNow):
                 people.opt_out(s, person, now)
             elif isinstance(effect, outside.OptIn):

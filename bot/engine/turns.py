@@ -71,9 +71,16 @@ def enrolled_scripts(s: Session, person: Person, scripts: Mapping[str, Script]) 
     return [scripts[name] for name in names if name in scripts]
 
 
+def told(sentence: str) -> list[Outbound]:
+    """The who-sees sentence as its own message after "help" (whole on every channel, also where
+    a long message is clipped, such as the web page's conversation)."""
+    return [Outbound(text=sentence)] if sentence else []
+
+
 def who_sees(scripts: list[Script], markup: prompts.Markup) -> prompts.Trusted:
     """The sentence that tells people who sees their answers in these programs (one each, the
-    same sentence once), rendered for the sink: the invitation and "help" carry it."""
+    same sentence once), rendered for the sink: the invitation carries it, and "help" is followed
+    by it."""
     lines: list[str] = []
     for script in scripts:
         line = prompts.render(
@@ -116,9 +123,11 @@ class Turns:
                     name=turn.person.name, program_title=turn.script.title,
                     count=len(turn.script.questions),
                 )  # fmt: skip
-            if effect.template in ("invitation", "help"):
+            if effect.template == "invitation":
                 params["who_sees"] = who_sees([turn.script], turn.markup)
             turn.out.append(say(effect.template, turn.markup, **params))
+            if effect.template == "help":
+                turn.out += told(who_sees([turn.script], turn.markup))
         elif isinstance(effect, flow.Ask):
             if effect.key.startswith(promises.PREFIX):
                 turn.out.append(promises.question(s, effect.key, turn.markup, checkin.id))

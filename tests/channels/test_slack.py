@@ -107,7 +107,8 @@ async def test_typed_number_and_help_skip_stop(slack_rig: SlackRig) -> None:
     await slack_rig.roster("ada", slack_user=ADA)
     await slack_rig.invite("ada")
     await slack_rig.dm(ADA, "help")
-    assert "skip" in slack_rig.posted_texts(ADA_DM)[-2]
+    assert "skip" in slack_rig.posted_texts(ADA_DM)[-3]
+    assert slack_rig.posted_texts(ADA_DM)[-2] == "Your account manager sees your answers."
     await slack_rig.dm(ADA, "7")
     assert answers(slack_rig)[0].rating == 7
     await slack_rig.dm(ADA, "skip")

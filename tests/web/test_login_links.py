@@ -286,7 +286,9 @@ def test_telegram_commands_that_are_not_the_engine_s_keep_their_text(make_app) -
     app = make_app()
     _owner(app, telegram="5150")
     with transaction(app.sessions) as s:
-        store.upsert_person(s, key="ann", name="Ann", email=None, timezone="UTC", owner_key=None, programs=[], now=NOW)
+        # Ann is Lee's: owners act only on their own people.
+        store.upsert_person(s, key="ann", name="Ann", email=None, timezone="UTC", owner_key="lee@example.com",
+                            programs=[], now=NOW)  # fmt: skip
     (reply,) = app.service.handle(inbound, markup="telegram_html")
     assert reply.text.startswith("Noted: the promise to Ann")
     with transaction(app.sessions) as s:
