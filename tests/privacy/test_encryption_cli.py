@@ -122,6 +122,7 @@ def test_keys_generate_status_and_rotate(
     assert set(before["columns"]) == {
         "checkins.state", "answers.text", "answers.embedding", "followups.question", "followups.reasons",
         "followups.prompt", "followups.answer_text", "promises.text", "outcomes.comment", "outbox_contents.body",
+        "wave_views.view",
     }  # fmt: skip
     rotated = cli(config, db_url, "keys", "rotate", "--batch", "3")
     assert rotated.exit_code == 0, rotated.output
