@@ -186,6 +186,42 @@ def proxy_pairs(path: Path) -> tuple[list[tuple[str, str]], list[int]]:
     return pairs, labels
 
 
+def backend_parity(torch_embedder: Any, onnx_embedder: Any, data: Path = DATA) -> dict[str, Any]:
+    """Do the two embedding backends lead to the same decisions, with the shipped settings?
+
+    Per set of pairs: the share of pairs on which both ask (or both do not), the largest and mean
+    difference of the score, and the cosine of the two backends' embeddings of the same text.
+    """
+    from feedback_pairs import build_pairs, read_comments, split
+
+    from memory.changes import ChangeDetector
+
+    sets: dict[str, list[tuple[str, str]]] = {}
+    if (data / "feedback" / "v6framework_230831.csv").is_file():
+        held = [p for p in build_pairs(split(read_comments(), "held_back")) if p.changed is not None]
+        sets["development_set_held_back"] = [(p.previous.text, p.current.text) for p in held]
+    sets["stsb_dev"] = [(r["sentence1"], r["sentence2"]) for r in read_tsv(data / "stsb" / "dev.tsv")]
+    sets["sick"] = [(r["sentence_A"], r["sentence_B"]) for r in read_tsv(data / "sick" / "sick_train_trial.tsv")]
+    out: dict[str, Any] = {}
+    for name, pairs in sets.items():
+        a = ChangeDetector(embedder=torch_embedder).assess_pairs(pairs)
+        b = ChangeDetector(embedder=onnx_embedder).assess_pairs(pairs)
+        diff = np.abs(np.array([x.score for x in a]) - np.array([x.score for x in b]))
+        texts = sorted({t for pair in pairs for t in pair})[:2000]
+        agree = np.sum(torch_embedder.encode(texts) * onnx_embedder.encode(texts), axis=1)
+        out[name] = {
+            "pairs": len(pairs),
+            "same_decision": round(float(np.mean([x.changed == y.changed for x, y in zip(a, b, strict=True)])), 4),
+            "asked_torch": round(float(np.mean([x.changed for x in a])), 4),
+            "asked_onnx_int8": round(float(np.mean([y.changed for y in b])), 4),
+            "score_difference_mean": round(float(diff.mean()), 4),
+            "score_difference_max": round(float(diff.max()), 4),
+            "embedding_cosine_min": round(float(agree.min()), 4),
+            "embedding_cosine_mean": round(float(agree.mean()), 5),
+        }
+    return out
+
+
 def run(detector: Any, data: Path = DATA) -> dict[str, Any]:
     out: dict[str, Any] = {}
     timings: dict[str, float] = {}
@@ -253,10 +289,32 @@ def main() -> int:
     if not (DATA / "stsb" / "dev.tsv").is_file() or not (DATA / "sick" / "sick_train_trial.tsv").is_file():
         print(f"no evaluation data at {DATA} (expected stsb/ and sick/); nothing to evaluate", file=sys.stderr)
         return 0
+    import argparse
+
     from memory.changes import ChangeDetector
     from memory.embeddings import SentenceTransformerEmbedder
 
-    embedder = SentenceTransformerEmbedder()
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--backend", choices=("torch", "onnx-int8"), default="torch", help="embedding backend (default torch)"
+    )
+    parser.add_argument(
+        "--parity", action="store_true", help="compare the decisions of the torch and onnx-int8 backends instead"
+    )
+    args = parser.parse_args()
+    if args.parity:
+        from memory.embeddings_onnx import OnnxInt8Embedder
+
+        parity = backend_parity(SentenceTransformerEmbedder(), OnnxInt8Embedder())
+        print(json.dumps({"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "parity": parity}, indent=2))
+        return 0
+    embedder: Any
+    if args.backend == "onnx-int8":
+        from memory.embeddings_onnx import OnnxInt8Embedder
+
+        embedder = OnnxInt8Embedder()
+    else:
+        embedder = SentenceTransformerEmbedder()
     started = time.perf_counter()
     embedder.load()
     load_s = time.perf_counter() - started
@@ -267,6 +325,7 @@ def main() -> int:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
         "model": embedder.model_id,
+        "backend": args.backend,
         "model_load_s": round(load_s, 2),
         "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         **figures,

@@ -83,7 +83,9 @@ def test_onnx_makes_the_same_change_decisions(onnx: OnnxInt8Embedder, embedder: 
     slow = [a.changed for a in ChangeDetector(embedder=embedder).assess_pairs(PAIRS)]
     fast = [a.changed for a in ChangeDetector(embedder=onnx).assess_pairs(PAIRS)]
     assert fast == slow
-    assert slow == [True, False, False, False, True]
+    # like/dislike and fast-and-friendly/slow-and-nobody-replies are changes of view; a rewording is not;
+    # the last pair changes subject entirely.
+    assert slow == [True, True, False, False, True]
 
 
 @pytest.mark.model

@@ -27,7 +27,7 @@ FLIPPED = [
     ("Appointments were easy to get", 5, "I could not get an appointment for three weeks", 4),
 ]
 # Known misses, kept in docs/change-detection.md: the head learned from patient comments, and
-# reads short product complaints such as "Support never replies" as mild praise.
+# reads short product complaints such as "Support never replies" as unsure (praise or complaint).
 # The same view in other words, with the rating within a point.
 REWORDED = [
     ("Staff were lovely and explained everything", 5, "Very kind nurses who took time to explain", 5),
@@ -96,7 +96,7 @@ def test_on_real_comments_flips_are_asked_and_rewordings_are_not(embedder: Embed
         return sum(found) / len(found)
 
     on_flipped, on_reworded = asked(flipped), asked(reworded)
-    # The held-back figures over all pairs are 82% and 27% (docs/change-detection.md); these are 60
+    # The held-back figures over all pairs are 80% and 20% (docs/change-detection.md); these are 60
     # pairs each, so the bounds leave room for sampling.
     assert on_flipped >= 0.75
     assert on_reworded <= 0.4
