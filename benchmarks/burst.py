@@ -177,9 +177,11 @@ def followups(app: App) -> int:
         return s.scalar(select(func.count()).select_from(FollowUp)) or 0
 
 
-def measure_backend(backend: str, *, people: int, replies: int, burst: int, telegram: bool) -> dict[str, Any]:
+def measure_backend(
+    backend: str, *, people: int, replies: int, burst: int, telegram: bool, workers: int | None
+) -> dict[str, Any]:
     config = config_for(backend)
-    workers = config.conversation.concurrent_answers
+    workers = workers or config.conversation.concurrent_answers
     folder = tempfile.mkdtemp(prefix="rapport-burst-")
     url = f"sqlite:///{folder}/bench.db"
     real = build(config, database_url=url, migrate=True)
@@ -251,7 +253,7 @@ def measure_backend(backend: str, *, people: int, replies: int, burst: int, tele
         "encode_one": encode_one, "reply": reply,
         "reply_p50_over_encode_p50": round(reply["p50_ms"] / encode_one["p50_ms"], 2),
         "reply_p99_over_encode_p99": round(reply["p99_ms"] / encode_one["p99_ms"], 2),
-        "raw_batch_sentences_per_s": round(raw_per_s, 1), "engine_burst": engine,
+        "raw_batch_sentences_per_s": round(raw_per_s, 1), "workers": workers, "engine_burst": engine,
     }  # fmt: skip
     if telegram:
         result["telegram_burst"] = asyncio.run(telegram_burst(real, tele_keys, chat_ids, workers, raw_per_s))
@@ -292,16 +294,20 @@ def main() -> None:
     parser.add_argument("--backend", choices=["torch", "onnx-int8", "both"], default="both")
     parser.add_argument("--replies", type=int, help="replies measured (default: every person)")
     parser.add_argument("--no-telegram", action="store_true", help="skip the burst through Telegram polling")
+    parser.add_argument("--people", type=int, help="people answering one at a time (default 500 --full, 20)")
+    parser.add_argument("--burst", type=int, help="people answering at once (default 1,000 --full, 40)")
+    parser.add_argument("--workers", type=int, help="overrides conversation.concurrent_answers")
     args = parser.parse_args()
     people, burst = (500, 1000) if args.full else (20, 40)
+    people, burst = args.people or people, args.burst or burst
     replies = min(people, args.replies or people)
     backends = ["onnx-int8", "torch"] if args.backend == "both" else [args.backend]
     out = {
         "benchmark": "burst", "date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.system()}, {os.cpu_count()} cpus",
         "load_average": [round(x, 1) for x in os.getloadavg()],
-        "results": [measure_backend(b, people=people, replies=replies, burst=burst, telegram=not args.no_telegram)
-                    for b in backends],
+        "results": [measure_backend(b, people=people, replies=replies, burst=burst, telegram=not args.no_telegram,
+                                    workers=args.workers) for b in backends],
         "load_average_after": [round(x, 1) for x in os.getloadavg()],
     }  # fmt: skip
     print(json.dumps(out, indent=2))

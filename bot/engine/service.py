@@ -17,8 +17,10 @@ The service is synchronous on purpose. Async channel adapters call it through
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -76,6 +78,15 @@ class CheckinService:
         # carries ``received_at``, which is the time the engine uses for it).
         self.clock = clock
         self.turns = Turns(scripts=self.scripts, detector=detector, limits=self.limits)
+        # SQLite takes one writer at a time; a writer that finds the lock taken polls for it with
+        # growing sleeps (busy_timeout), leaving the lock idle between holders. This process's
+        # writers queue here instead and take the lock the moment it is free; other processes
+        # still meet at SQLite's lock. PostgreSQL writes in parallel: no queue.
+        bind = sessions.kw.get("bind")
+        sqlite = getattr(getattr(bind, "dialect", None), "name", None) == "sqlite"
+        self._writers: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if sqlite else contextlib.nullcontext()
+        )
 
     # Starting ---------------------------------------------------------------------------------
 
@@ -156,11 +167,13 @@ class CheckinService:
         for _ in range(RECOMPUTE_TRIES):
             pre = self._precompute(inbound)
             try:
-                return self._write(inbound, markup, pre)
+                with self._writers:
+                    return self._write(inbound, markup, pre)
             except _Moved:
                 log.info("the check-in moved while the model ran; computing again")
         # Still racing: compute inside the write transaction (correct, holds the lock longer).
-        return self._write(inbound, markup, None)
+        with self._writers:
+            return self._write(inbound, markup, None)
 
     def _precompute(self, inbound: Inbound) -> Precomputed | None:
         """A short read, then the model with no transaction open."""
