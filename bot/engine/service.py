@@ -78,6 +78,8 @@ class CheckinService:
         # carries ``received_at``, which is the time the engine uses for it).
         self.clock = clock
         self.turns = Turns(scripts=self.scripts, detector=detector, limits=self.limits)
+        # Program names by id (a program's name never changes): no query per answer to learn it.
+        self._program_names: dict[int, str] = {}
         # SQLite takes one writer at a time; a writer that finds the lock taken polls for it with
         # growing sleeps (busy_timeout), leaving the lock idle between holders. This process's
         # writers queue here instead and take the lock the moment it is free; other processes
@@ -87,6 +89,12 @@ class CheckinService:
         self._writers: contextlib.AbstractContextManager[object] = (
             threading.Lock() if sqlite else contextlib.nullcontext()
         )
+
+    def _script_for(self, checkin: Checkin) -> Script | None:
+        name = self._program_names.get(checkin.program_id)
+        if name is None:
+            name = self._program_names[checkin.program_id] = checkin.program.name
+        return self.scripts.get(name)
 
     # Starting ---------------------------------------------------------------------------------
 
@@ -152,7 +160,7 @@ class CheckinService:
 
     def expire(self, s: Session, checkin: Checkin, now: dt.datetime) -> None:
         """Close an open check-in whose wave ended (used by the scheduler)."""
-        script = self.scripts.get(checkin.program.name)
+        script = self._script_for(checkin)
         if script is None:
             checkin.status, checkin.updated_at = "expired", now
             return
@@ -195,7 +203,7 @@ class CheckinService:
                 edited = (answer, text)
             else:
                 checkin = self._checkin_for(s, person, inbound)
-                script = self.scripts.get(checkin.program.name) if checkin is not None else None
+                script = self._script_for(checkin) if checkin is not None else None
                 if checkin is None or script is None:
                     return None
                 needed = precompute.read_turn(s, checkin=checkin, inbound=inbound, rating_key=script.rating_key)
@@ -288,7 +296,7 @@ class CheckinService:
         ref: str | None = None,
         pre: Precomputed | None = None,
     ) -> list[Outbound]:
-        script = self.scripts.get(checkin.program.name)
+        script = self._script_for(checkin)
         if script is None:
             return [say("no_checkin", markup)]
         turn = Turn(person=person, checkin=checkin, script=script, markup=markup, now=now, ref=ref, pre=pre)
@@ -322,7 +330,7 @@ class CheckinService:
             return []
         checkin = s.get(Checkin, answer.checkin_id if answer else followup.checkin_id)  # type: ignore[union-attr]
         assert checkin is not None
-        script = self.scripts.get(checkin.program.name)
+        script = self._script_for(checkin)
         question = script.question(answer.question) if script and answer else None
         low, high = (question.min, question.max) if question else (0, 10)
         effects = outside.edit(
