@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "evaluate_changes", "scheduler", "telegram_send", "slack_ack", "digests", "write_lock",
-    "embeddings", "digests_scale", "throughput", "hostile", "encryption",
+    "embeddings", "digests_scale", "throughput", "hostile", "encryption", "burst",
 )  # fmt: skip
 
 

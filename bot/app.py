@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from bot.engine.script import Limits, Question, Script
 from bot.engine.service import CheckinService
 from memory import crypto, db, rekey, store
 from memory.changes import ChangeDetector, DetectorSettings
-from memory.embeddings import BatchingEmbedder, Embedder, SentenceTransformerEmbedder
+from memory.embeddings import BatchingEmbedder, Embedder, SentenceTransformerEmbedder, preload
 from memory.errors import EncryptionError
 
 if TYPE_CHECKING:
@@ -44,6 +45,15 @@ class App:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def load_model(self) -> float:
+        """Load the embedding model now, outside any transaction (``rapport run`` does this before
+        it starts receiving, so the first answer does not wait for it). Returns the seconds taken."""
+        started = time.perf_counter()
+        preload(self.embedder)
+        seconds = time.perf_counter() - started
+        log.info("embedding model loaded", extra={"model": self.embedder.model_id, "seconds": round(seconds, 1)})
+        return seconds
 
 
 def make_embedder(config: Config) -> Embedder:

@@ -108,6 +108,9 @@ class ChangesConfig(Strict):
 class ConversationConfig(Strict):
     # Longer free-text answers are refused with a request to shorten them (nothing is truncated).
     max_answer_chars: int = Field(default=20_000, ge=100)
+    # Answers worked on at once (worker threads of rapport run): people answering together share
+    # one encode call of the model, so this is sized for people waiting, not for CPU cores.
+    concurrent_answers: int = Field(default=128, ge=1, le=1024)
 
 
 class Question(Strict):

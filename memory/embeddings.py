@@ -11,8 +11,9 @@ import contextlib
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -163,6 +164,13 @@ class _Request:
     error: BaseException | None = None
     taken: bool = False
     done: bool = False
+    # Set when the request is done, or when its caller is to lead the next batch.
+    wake: threading.Event = field(default_factory=threading.Event)
+
+
+#: A leader waits for others to join its batch only if another caller arrived within this many
+#: ``max_wait`` periods before it (people are answering together).
+COMPANY_WINDOW = 10
 
 
 class BatchingEmbedder:
@@ -170,17 +178,25 @@ class BatchingEmbedder:
 
     The first waiting caller leads: it waits at most ``max_wait`` seconds for others to join (or
     until ``max_batch`` texts are waiting), encodes them together and hands each caller its rows.
-    Callers arriving while an encode runs form the next batch. A batch costs far less per sentence than
-    single sentences, so a burst of answers goes through near the batch rate.
+    Callers arriving while an encode runs form the next batch, led by the oldest of them. A batch
+    costs far less per sentence than single sentences, so a burst of answers goes through near the
+    batch rate. Each caller sleeps on its own event (no thundering herd of waiting threads). A
+    caller with nobody else around (one person answering) does not wait at all.
+
+    A batch whose encode fails is encoded again request by request, so one bad request fails
+    alone and the others get their rows.
     """
 
     def __init__(self, inner: Embedder, *, max_wait: float = 0.002, max_batch: int = 64) -> None:
         self.inner = inner
         self._max_wait = max_wait
         self._max_batch = max_batch
-        self._cond = threading.Condition()
-        self._pending: list[_Request] = []
+        self._lock = threading.Lock()
+        self._full = threading.Condition(self._lock)
+        self._pending: deque[_Request] = deque()
+        self._pending_texts = 0
         self._leading = False
+        self._last_arrival = self._previous_arrival = -float("inf")
 
     @property
     def model_id(self) -> str:
@@ -188,57 +204,78 @@ class BatchingEmbedder:
 
     def load(self) -> object:
         """Load the inner model now (at start-up), if it loads lazily."""
-        load = getattr(self.inner, "load", None)
-        return load() if callable(load) else None
+        return preload(self.inner)
 
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+            return np.zeros((0, DIM), dtype=np.float32)
         request = _Request(list(texts))
-        with self._cond:
+        with self._lock:
+            self._previous_arrival, self._last_arrival = self._last_arrival, time.monotonic()
             self._pending.append(request)
-            self._cond.notify_all()
-        while not request.done:
-            self._lead_or_wait(request)
+            self._pending_texts += len(request.texts)
+            if self._pending_texts >= self._max_batch:
+                self._full.notify()
+        while True:
+            with self._lock:
+                request.wake.clear()
+                if request.done:
+                    break
+                lead = not self._leading and not request.taken
+                if lead:
+                    self._leading = True
+            if lead:
+                self._lead()
+            else:
+                request.wake.wait()
         return self._result(request)
 
-    def _lead_or_wait(self, request: _Request) -> None:
-        with self._cond:
-            while not request.done and (self._leading or request.taken):
-                self._cond.wait()
-            if request.done:
-                return
-            self._leading = True
-            deadline = time.monotonic() + self._max_wait
-            while sum(len(r.texts) for r in self._pending) < self._max_batch:
+    def _lead(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            deadline = now + self._max_wait
+            # A caller alone (no other arrived lately, as when people answer one at a time) is
+            # encoded at once: waiting for company that is not coming would only add latency.
+            alone = len(self._pending) == 1 and now - self._previous_arrival > self._max_wait * COMPANY_WINDOW
+            while not alone and self._pending_texts < self._max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cond.wait(left)
+                self._full.wait(left)
             batch = self._take()
         try:
             self._run(batch)
         finally:
-            with self._cond:
+            with self._lock:
                 self._leading = False
-                self._cond.notify_all()
+                for r in batch:
+                    r.wake.set()
+                # The oldest caller still waiting leads the next batch.
+                if self._pending:
+                    self._pending[0].wake.set()
 
     def _take(self) -> list[_Request]:
         """Whole requests, oldest first, up to ``max_batch`` texts (at least one request)."""
         batch: list[_Request] = []
         size = 0
         while self._pending and (not batch or size + len(self._pending[0].texts) <= self._max_batch):
-            size += len(self._pending[0].texts)
-            batch.append(self._pending.pop(0))
-            batch[-1].taken = True
+            request = self._pending.popleft()
+            size += len(request.texts)
+            request.taken = True
+            batch.append(request)
+        self._pending_texts -= size
         return batch
 
     def _run(self, batch: list[_Request]) -> None:
         try:
             vectors = self.inner.encode([t for r in batch for t in r.texts])
-        except BaseException as exc:  # every caller of the batch gets the error, not a hang
+        except BaseException as exc:
+            if len(batch) == 1:
+                batch[0].error, batch[0].done = exc, True
+                return
+            # One request may be what failed: each alone, so the others still get their rows.
             for r in batch:
-                r.error, r.done = exc, True
+                self._run([r])
             return
         start = 0
         for r in batch:
@@ -251,6 +288,12 @@ class BatchingEmbedder:
             raise request.error
         assert request.vectors is not None
         return request.vectors
+
+
+def preload(embedder: Embedder) -> object:
+    """Load a lazily loading embedder's model now (``rapport run`` at start); others are ready."""
+    load = getattr(embedder, "load", None)
+    return load() if callable(load) else None
 
 
 def to_bytes(vector: NDArray[np.float32]) -> bytes:

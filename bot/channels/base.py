@@ -9,11 +9,19 @@ owner's form) go to the engine calls passed to its constructor (``bot.engine.peo
 Outbound, ``send`` delivers rendered messages to one address and raises a
 ``memory.errors.DeliveryError`` subclass when it cannot: ``RetryLater`` (429/5xx/network, with
 ``retry_after``), ``Unreachable`` (blocked, account gone) or ``PermanentFailure``.
+
+**Worker threads.** ``asyncio.to_thread`` runs on the event loop's default executor, which Python
+sizes at ``min(32, cpus + 4)`` threads: six on two cores, so at most six answers could wait for the
+model together and share one encode call. ``rapport run`` replaces it with
+:func:`use_engine_threads`, sized by ``conversation.concurrent_answers`` for people waiting at
+once (a waiting thread costs little; the model is the shared part).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,7 +30,15 @@ from aiohttp import web
 from bot.engine.ports import Choice, Inbound, Outbound
 from prompts import Markup
 
-__all__ = ["Address", "Channel", "Choice", "Inbound", "Markup", "Outbound", "Sent"]
+__all__ = ["Address", "Channel", "Choice", "Inbound", "Markup", "Outbound", "Sent", "use_engine_threads"]
+
+
+def use_engine_threads(loop: asyncio.AbstractEventLoop, workers: int) -> ThreadPoolExecutor:
+    """Give ``loop`` a default executor of ``workers`` threads, which every adapter's
+    ``asyncio.to_thread`` call (``CheckinService.handle`` among them) runs on."""
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rapport-engine")
+    loop.set_default_executor(executor)
+    return executor
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,9 +24,13 @@ def run(
     import logging
     import signal
 
+    from bot.channels.base import use_engine_threads
     from bot.runner import Runner, load_channels
 
     application = build_app(ctx)
+    if not until_idle:
+        # Before any channel receives: the first answer must not wait for the model to load.
+        application.load_model()
     log = logging.getLogger("bot.runner")
     channels, notes = load_channels(application)
     # Through logging only, once each: with logging.format json, stderr must stay all JSON.
@@ -36,8 +40,10 @@ def run(
         log.warning("no chat channel is on: Rapport schedules and keeps the outbox, and sends once a token is set")
 
     async def main() -> None:
-        runner = Runner(app=application, channels=channels, serve_web=not no_web, port=port)
         loop = asyncio.get_running_loop()
+        # People answering at once wait in these threads and share the model's encode calls.
+        use_engine_threads(loop, application.config.conversation.concurrent_answers)
+        runner = Runner(app=application, channels=channels, serve_web=not no_web, port=port)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.request_stop)
         if until_idle:

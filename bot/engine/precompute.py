@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.engine import flow
@@ -82,17 +83,18 @@ def read_turn(
     earlier = store.earlier_answers(
         s, person_id=checkin.person_id, program_id=checkin.program_id, question=save.key, before=checkin
     )
-
-    def rating_in(checkin_id: int) -> int | None:
-        answer = store.answer_for(s, checkin_id, key) if key else None
-        return answer.rating if answer else None
-
+    # The rating given in each of those check-ins and in this one: one query, not one per check-in.
+    ratings: dict[int, int | None] = {}
+    if key:
+        ids = [checkin.id, *(a.checkin_id for a in earlier)]
+        query = select(Answer.checkin_id, Answer.rating).where(Answer.checkin_id.in_(ids), Answer.question == key)
+        ratings = {checkin_id: rating for checkin_id, rating in s.execute(query)}
     history = tuple(
         PastAnswer(text=a.text or "", answered_at=a.answered_at, answer_id=a.id, embedding=a.embedding,
-                   rating=rating_in(a.checkin_id))
+                   rating=ratings.get(a.checkin_id))
         for a in earlier
     )  # fmt: skip
-    return Needed(basis=checkin_basis(checkin), text=save.text, history=history, rating=rating_in(checkin.id))
+    return Needed(basis=checkin_basis(checkin), text=save.text, history=history, rating=ratings.get(checkin.id))
 
 
 def compute(needed: Needed, detector: ChangeDetector) -> Precomputed:

@@ -19,8 +19,10 @@ The service is synchronous on purpose. Async channel adapters call it through
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,23 @@ class CheckinService:
         # A person's own answers: see, correct, delete ("my data"), and deleted chat messages.
         self.own = OwnData(sessions=sessions, scripts=self.scripts, embedder=detector.embedder, limits=self.limits,
                            digest_folder=digest_folder)  # fmt: skip
+        # Program names by id (a program's name never changes): no query per answer to learn it.
+        self._program_names: dict[int, str] = {}
+        # SQLite takes one writer at a time; a writer that finds the lock taken polls for it with
+        # growing sleeps (busy_timeout), leaving the lock idle between holders. This process's
+        # writers queue here instead and take the lock the moment it is free; other processes
+        # still meet at SQLite's lock. PostgreSQL writes in parallel: no queue.
+        bind = sessions.kw.get("bind")
+        sqlite = getattr(getattr(bind, "dialect", None), "name", None) == "sqlite"
+        self._writers: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if sqlite else contextlib.nullcontext()
+        )
+
+    def _script_for(self, checkin: Checkin) -> Script | None:
+        name = self._program_names.get(checkin.program_id)
+        if name is None:
+            name = self._program_names[checkin.program_id] = checkin.program.name
+        return self.scripts.get(name)
 
     # Starting ---------------------------------------------------------------------------------
 
@@ -149,7 +168,7 @@ class CheckinService:
 
     def expire(self, s: Session, checkin: Checkin, now: dt.datetime) -> None:
         """Close an open check-in whose wave ended (used by the scheduler)."""
-        script = self.scripts.get(checkin.program.name)
+        script = self._script_for(checkin)
         if script is None:
             checkin.status, checkin.updated_at = "expired", now
             return
@@ -175,11 +194,13 @@ class CheckinService:
         for _ in range(RECOMPUTE_TRIES):
             pre = self._precompute(inbound)
             try:
-                return self._write(inbound, markup, pre, prepared)
+                with self._writers:
+                    return self._write(inbound, markup, pre, prepared)
             except _Moved:
                 log.info("the check-in moved while the model ran; computing again")
         # Still racing: compute inside the write transaction (correct, holds the lock longer).
-        return self._write(inbound, markup, None, prepared)
+        with self._writers:
+            return self._write(inbound, markup, None, prepared)
 
     def _precompute(self, inbound: Inbound) -> Precomputed | None:
         """A short read, then the model with no transaction open."""
@@ -201,7 +222,7 @@ class CheckinService:
                 edited = (answer, text)
             else:
                 checkin = self._checkin_for(s, person, inbound)
-                script = self.scripts.get(checkin.program.name) if checkin is not None else None
+                script = self._script_for(checkin) if checkin is not None else None
                 if checkin is None or script is None or outside.past_end(inbound.received_at, *self._ends(checkin)):
                     return None  # nothing to compute (a message after the end is refused unread)
                 needed = precompute.read_turn(s, checkin=checkin, inbound=inbound, rating_key=script.rating_key)
@@ -318,7 +339,7 @@ class CheckinService:
         ref: str | None = None,
         pre: Precomputed | None = None,
     ) -> list[Outbound]:
-        script = self.scripts.get(checkin.program.name)
+        script = self._script_for(checkin)
         if script is None:
             return [say("no_checkin", markup)]
         turn = Turn(person=person, checkin=checkin, script=script, markup=markup, now=now, ref=ref, pre=pre)
@@ -352,7 +373,7 @@ class CheckinService:
             return []
         checkin = s.get(Checkin, answer.checkin_id if answer else followup.checkin_id)  # type: ignore[union-attr]
         assert checkin is not None
-        script = self.scripts.get(checkin.program.name)
+        script = self._script_for(checkin)
         question = script.question(answer.question) if script and answer else None
         low, high = (question.min, question.max) if question else (0, 10)
         effects = outside.edit(

@@ -169,13 +169,43 @@ def test_a_request_larger_than_the_batch_goes_through_whole() -> None:
     assert batching.encode([]).shape[0] == 0
 
 
-def test_an_encoder_error_reaches_every_caller_of_the_batch_and_the_next_batch_runs() -> None:
-    batching = BatchingEmbedder(CountingEmbedder(fail_on="bad"), max_wait=0.05)
-    with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(batching.encode, ["bad"]), pool.submit(batching.encode, ["fine"])]
+def test_an_encoder_error_fails_only_the_request_that_caused_it() -> None:
+    gate = threading.Event()
+
+    class Gated(CountingEmbedder):
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            if texts == ["first"]:
+                gate.wait(10)  # the next three pile up behind this call and form one batch
+            return super().encode(texts)
+
+    inner = Gated(fail_on="bad")
+    batching = BatchingEmbedder(inner, max_wait=0.01)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(batching.encode, ["first"])
+        while not inner.calls:
+            threading.Event().wait(0.001)
+        futures = [pool.submit(batching.encode, [text]) for text in ("fine", "bad", "also fine")]
+        while len(batching._pending) < 3:
+            threading.Event().wait(0.001)
+        gate.set()
         errors = [f.exception() for f in futures]
-    assert any(isinstance(e, ValueError) for e in errors)
+    assert first.result().shape[0] == 1
+    assert inner.calls[:2] == [1, 3], "the three were batched together"
+    assert isinstance(errors[1], ValueError)
+    assert errors[0] is None, "the requests batched with it get their rows"
+    assert errors[2] is None, "the requests batched with it get their rows"
+    assert np.array_equal(futures[2].result(), inner.inner.encode(["also fine"]))
     assert batching.encode(["fine again"]).shape[0] == 1
+
+
+def test_a_caller_alone_does_not_wait_for_company() -> None:
+    """One person answering is encoded at once, not after ``max_wait``."""
+    batching = BatchingEmbedder(CountingEmbedder(), max_wait=30.0)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (batching.encode(["alone"]), done.set()))
+    worker.start()
+    assert done.wait(10.0), "a lone caller waited for others to join"
+    worker.join()
 
 
 def test_encode_many_embeds_each_distinct_text_once_in_one_call() -> None:
