@@ -75,8 +75,17 @@ def choose_k(vectors: NDArray[np.float32], *, max_k: int = 6, seed: int = 0) -> 
 
     Each candidate k gets one k-means++ run (not ten) and the silhouettes share one precomputed
     cosine distance matrix: on 1,000 NHS comments the same k as ten starts for every k, in a
-    fraction of the time (benchmarks/throughput.py).
+    fraction of the time (benchmarks/throughput.py). The work runs on one thread: at this size
+    threads gain little on a quiet machine, and on a busy one k-means' OpenMP threads wait on each
+    other (1,000 comments: 11 s on all threads against 1 s on one, with the same themes).
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _choose_k(vectors, max_k=max_k, seed=seed)
+
+
+def _choose_k(vectors: NDArray[np.float32], *, max_k: int, seed: int) -> tuple[int, NDArray[np.int_]]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import pairwise_distances, silhouette_score
 
