@@ -123,7 +123,26 @@ def cluster_themes(
     quotes: int = 3,
     quote_chars: int = 120,
 ) -> list[Theme]:
-    """Themes over ``texts`` (one row of ``vectors`` per text), largest first."""
+    """Themes over ``texts`` (one row of ``vectors`` per text), largest first (on one thread, as
+    :func:`choose_k` explains)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _cluster_themes(texts, vectors, previous=previous, max_k=max_k, min_texts=min_texts,
+                               min_size=min_size, quotes=quotes, quote_chars=quote_chars)  # fmt: skip
+
+
+def _cluster_themes(
+    texts: Sequence[str],
+    vectors: NDArray[np.float32],
+    *,
+    previous: tuple[Sequence[str], NDArray[np.float32]] | None,
+    max_k: int,
+    min_texts: int,
+    min_size: int,
+    quotes: int,
+    quote_chars: int,
+) -> list[Theme]:
     keep = [i for i, t in enumerate(texts) if t and t.strip()]
     if not keep:
         return []

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bot.cli._app import app, build_app
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 
 @app.command()
@@ -21,7 +25,6 @@ def run(
 ) -> None:
     """Run Rapport: schedule check-ins, send them, and receive answers on the configured channels."""
     import asyncio
-    import logging
     import signal
 
     from bot.runner import Runner, load_channels
@@ -34,6 +37,7 @@ def run(
         log.info("channel %s", note, extra={"channel": note.partition(":")[0]})
     if not channels:
         log.warning("no chat channel is on: Rapport schedules and keeps the outbox, and sends once a token is set")
+    load_model(application, log)
 
     async def main() -> None:
         runner = Runner(app=application, channels=channels, serve_web=not no_web, port=port)
@@ -49,3 +53,16 @@ def run(
         asyncio.run(main())
     finally:
         application.close()
+
+
+def load_model(application: App, log: logging.Logger) -> None:
+    """Load the embedding model now, before the service starts and says it is listening: never
+    lazily inside the first answer (which would wait seconds, and once held a write transaction)."""
+    import time
+
+    load = getattr(application.embedder, "load", None)
+    if not callable(load):
+        return
+    started = time.perf_counter()
+    load()
+    log.info("model loaded", extra={"seconds": round(time.perf_counter() - started, 2)})

@@ -172,3 +172,45 @@ def test_the_readme_tour_files_import_cleanly(db_url: str) -> None:
     assert answers.exit_code == 0
     assert "6 created" in answers.output
     assert "0 rejected" in answers.output
+
+
+def test_chat_shows_an_ellipsis_while_the_model_is_still_loading() -> None:
+    import threading
+
+    from bot.cli.core import load_in_background, while_loading
+
+    release = threading.Event()
+
+    class SlowModel:
+        def load(self) -> None:
+            release.wait(10)
+
+    loading = load_in_background(SlowModel())
+    assert loading is not None
+    shown: list[str] = []
+    lines = while_loading(iter(["9", "Support is slow.", "Still slow."]), loading, shown.append)
+    assert next(lines) == "9"
+    assert shown == ["…"]  # the model is still loading: the person sees it is on its way
+    release.set()
+    loading.join(10)
+    assert list(lines) == ["Support is slow.", "Still slow."]
+    assert shown == ["…"]  # loaded: nothing more
+    assert load_in_background(object()) is None  # an embedder without a model to load
+
+
+def test_run_loads_the_model_before_the_service_starts(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from bot.cli.run import load_model
+
+    calls: list[str] = []
+
+    class Model:
+        def load(self) -> None:
+            calls.append("load")
+
+    with caplog.at_level(logging.INFO, logger="bot.runner"):
+        load_model(SimpleNamespace(embedder=Model()), logging.getLogger("bot.runner"))  # type: ignore[arg-type]
+    assert calls == ["load"]
+    assert "model loaded" in caplog.text
