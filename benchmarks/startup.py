@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/startup.py
 
 * ``help``: the median wall time of ``rapport --help`` over 7 runs, against ``python -c pass`` and
-  ``python -c "import typer"`` measured in the same run (the floor any typer CLI has);
+  ``python -c "import typer"`` measured in the same run (the floor any typer CLI has), and the
+  same command in the checkout ``RAPPORT_BASELINE_ROOT`` names, if set;
 * ``run``: for each embedding backend, ``rapport run --no-web`` on an empty SQLite database and
   no chat tokens: its resident memory once started with the model not yet loaded (``idle_mb``,
-  read when it logs that no channel is on, just before it loads the model), once the model is
+  read when it logs ``loading the model``), once the model is
   loaded (``loaded_mb``, at ``model loaded``), and the seconds it took to load.
 """
 
@@ -57,15 +58,16 @@ def _config(tmp: Path, backend: str) -> Path:
 def run_memory(backend: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         config = _config(Path(tmp), backend)
-        args = [PYTHON, "-m", "bot.cli", "--config", str(config), "--database", f"sqlite:///{tmp}/run.db", "run",
-                "--no-web"]  # fmt: skip
+        base = [PYTHON, "-m", "bot.cli", "--config", str(config), "--database", f"sqlite:///{tmp}/run.db"]
+        subprocess.run([*base, "init"], cwd=ROOT, env=ENV, capture_output=True, check=True)
+        args = [*base, "run", "--no-web"]
         proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         out: dict[str, object] = {"backend": backend}
         started = time.perf_counter()
         assert proc.stderr is not None
         try:
             for line in proc.stderr:
-                if "no chat channel is on" in line and "idle_mb" not in out:
+                if "loading the model" in line:
                     out["idle_mb"] = _rss_mb(proc.pid)
                     started = time.perf_counter()
                 elif "model loaded" in line:
@@ -89,6 +91,15 @@ def main() -> dict[str, object]:
     help_s = _wall([PYTHON, "-m", "bot.cli", "--help"])
     out["help"] = {"seconds": round(help_s, 3), "python_pass_s": round(bare, 3), "import_typer_s": round(typer_only, 3),
                    "over_import_typer_s": round(help_s - typer_only, 3)}  # fmt: skip
+    baseline = os.environ.get("RAPPORT_BASELINE_ROOT")  # another checkout (e.g. before a change), same run
+    if baseline:
+        env = {**ENV, "PYTHONPATH": baseline}
+        times = []
+        for _ in range(7):
+            started = time.perf_counter()
+            subprocess.run([PYTHON, "-m", "bot.cli", "--help"], cwd=baseline, env=env, capture_output=True, check=True)
+            times.append(time.perf_counter() - started)
+        out["help"]["baseline_seconds"] = round(statistics.median(times), 3)  # type: ignore[index]
     out["run"] = [run_memory(b) for b in ("onnx-int8", "torch")]
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return out

@@ -63,6 +63,7 @@ def load_model(application: App, log: logging.Logger) -> None:
     load = getattr(application.embedder, "load", None)
     if not callable(load):
         return
+    log.info("loading the model")
     started = time.perf_counter()
     load()
     log.info("model loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
