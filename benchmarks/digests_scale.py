@@ -180,7 +180,7 @@ def run(url: str, people: int) -> dict[str, object]:
         "per_owner_seconds": round(base_seconds, 2),
         "per_owner_cpu_seconds": round(base_cpu, 2),
         "per_owner_changes": base_changes,
-        "one_pass_vs_per_owner": round(seconds / base_seconds, 3) if base_seconds else None,
+        "one_pass_vs_per_owner": round(seconds / base_seconds, 3) if base_changes else None,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
