@@ -2,15 +2,17 @@
 
     .venv/bin/python benchmarks/digests_scale.py            # smoke: 1,000 people (make bench)
     .venv/bin/python benchmarks/digests_scale.py --full     # 10,000, 30,000 and 100,000 people
+    .venv/bin/python benchmarks/digests_scale.py --sizes=100000 --no-baseline
 
 Each size: ``people`` people, 100 per owner, six completed check-ins each (a rating and a reason
 with a 384-float embedding, as live answers have), every tenth person moving by 4 points in the
-last wave with a follow-up. Rows are written with bulk inserts (not timed). Then, timed, one
-``build_digest`` per owner over the last wave's period, each in its own transaction, as the
-digest dispatcher does: ``seconds`` of wall time, ``cpu_seconds`` of this process's CPU
-(PostgreSQL's own work is in its server processes). ``peak_rss_mb`` is the process's peak
-resident memory after the digests (generation writes in chunks of 5,000 rows, so it stays below
-it). PostgreSQL runs when
+last wave with a follow-up. Rows are written with bulk inserts (not timed). Then, timed, all
+owners' digests over the last wave's period in one pass (``memory.digests.build_digests``, one
+transaction): ``seconds`` of wall time, ``cpu_seconds`` of this process's CPU (PostgreSQL's own
+work is in its server processes). The same-run baseline is one ``build_digest`` per owner, each
+in its own transaction, as the digest dispatcher sends them (``per_owner_seconds``; skipped with
+``--no-baseline``). ``peak_rss_mb`` is the process's peak resident memory after the one pass
+(generation writes in chunks of 5,000 rows, so it stays below it). PostgreSQL runs when
 ``RAPPORT_BENCH_DATABASE_URL`` is set (an empty database or schema it may fill); the figures are
 linear in people when ``s_per_10k_people`` stays flat across sizes.
 """
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bot.app import build  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from memory import db  # noqa: E402
-from memory.digests import build_digest  # noqa: E402
+from memory.digests import build_digest, build_digests  # noqa: E402
 from memory.models import Answer, Checkin, Owner, Person, Program  # noqa: E402
 from tests.fakes.embedder import HashingEmbedder  # noqa: E402
 
@@ -135,10 +137,12 @@ def fill(url: str, people: int) -> None:
                 )
             conn.execute(insert(Answer), answers)
     if app.engine.dialect.name == "postgresql":
-        # What autovacuum does soon after a bulk load; without statistics the planner guesses
-        # badly (1.7 s per owner at 10,000 people instead of 0.1 s).
-        with app.engine.begin() as conn:
-            conn.execute(text("ANALYZE"))
+        # What autovacuum does soon after a bulk load (PostgreSQL 13+ vacuums after inserts too):
+        # without statistics the planner guesses badly (1.7 s per owner at 10,000 people instead
+        # of 0.1 s), and until a vacuum marks the pages all-visible, an index-only scan still
+        # visits every row it finds (the answers' rating index: 200,000 heap reads at 100,000).
+        with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
     app.close()
 
 
@@ -147,12 +151,22 @@ def run(url: str, people: int) -> dict[str, object]:
     since, until = T0 + dt.timedelta(days=182 * (WAVES - 1) - 7), T0 + dt.timedelta(days=182 * (WAVES - 1) + 7)
     with db.transaction(app.sessions) as s:
         owners = list(s.scalars(select(Owner.key).order_by(Owner.id)))
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # All owners' digests in one pass, in one transaction.
     started, cpu = time.perf_counter(), time.process_time()
-    changes = 0
-    for owner in owners:
-        with db.transaction(app.sessions) as s:
-            changes += len(build_digest(s, owner=owner, since=since, until=until).changes)
+    with db.transaction(app.sessions) as s:
+        digests = build_digests(s, since=since, until=until)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    changes = sum(len(d.changes) for d in digests.values())
+    del digests
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The same-run baseline: one digest per owner, each in its own transaction (the dispatcher's way).
+    started, base_cpu = time.perf_counter(), time.process_time()
+    base_changes = 0
+    for owner in owners if "--no-baseline" not in sys.argv else ():
+        with db.transaction(app.sessions) as s:
+            base_changes += len(build_digest(s, owner=owner, since=since, until=until).changes)
+    base_seconds, base_cpu = time.perf_counter() - started, time.process_time() - base_cpu
     app.close()
     return {
         "people": people,
@@ -162,13 +176,21 @@ def run(url: str, people: int) -> dict[str, object]:
         "seconds": round(seconds, 2),
         "cpu_seconds": round(cpu, 2),
         "s_per_10k_people": round(seconds / people * 10_000, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "cpu_s_per_10k_people": round(cpu / people * 10_000, 3),
+        "peak_rss_mb": round(peak / 1024),
+        "rss_before_digests_mb": round(rss_before / 1024),
+        "per_owner_seconds": round(base_seconds, 2),
+        "per_owner_cpu_seconds": round(base_cpu, 2),
+        "per_owner_changes": base_changes,
+        "one_pass_vs_per_owner": round(seconds / base_seconds, 3) if base_changes else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
 def measure(kind: str, people: int) -> dict[str, object]:
     """Fill and measure in a child process, so each size's peak memory is its own."""
-    code = f"import sys; sys.argv=['x']; from benchmarks_digests_scale import child; child({kind!r}, {people})"
+    argv = ["x", *(a for a in sys.argv[1:] if a == "--no-baseline")]
+    code = f"import sys; sys.argv={argv!r}; from benchmarks_digests_scale import child; child({kind!r}, {people})"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}"}
     code = code.replace("benchmarks_digests_scale", "digests_scale")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
@@ -198,9 +220,13 @@ def child(kind: str, people: int) -> None:
 
 
 if __name__ == "__main__":
-    sizes = (10_000, 30_000, 100_000) if "--full" in sys.argv else (1_000,)
+    sizes: tuple[int, ...] = (10_000, 30_000, 100_000) if "--full" in sys.argv else (1_000,)
+    for arg in sys.argv:
+        if arg.startswith("--sizes="):  # e.g. --sizes=10000,100000
+            sizes = tuple(int(x) for x in arg.split("=", 1)[1].split(","))
     kinds = ["sqlite"] + (["postgresql"] if os.environ.get("RAPPORT_BENCH_DATABASE_URL") else [])
-    out = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "waves": WAVES, "per_owner": PER_OWNER}
+    out = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": f"{os.cpu_count()} cores",
+           "load_average": [round(x, 2) for x in os.getloadavg()], "waves": WAVES, "per_owner": PER_OWNER}  # fmt: skip
     for kind in kinds:
         out[kind] = [measure(kind, n) for n in sizes]
     print(json.dumps(out, indent=2))

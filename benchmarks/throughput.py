@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/throughput.py                    # smoke: 200 texts (make bench)
     .venv/bin/python benchmarks/throughput.py --full             # 2,000 texts, 1,000 pairs/comments
     .venv/bin/python benchmarks/throughput.py --full --backend torch
+    .venv/bin/python benchmarks/throughput.py --themes-only     # themes of 1,000 comments only
 
 Figures (backend from ``embeddings.backend``, ``onnx-int8`` unless ``--backend``):
 
@@ -11,8 +12,10 @@ Figures (backend from ``embeddings.backend``, ``onnx-int8`` unless ``--backend``
   timed) into SQLite, texts/s and the ratio to the baseline;
 * ``compare_pairs``: ``ChangeDetector.assess_pairs`` (what ``rapport compare --pairs`` runs),
   pairs/s, and the raw encode rate of the same distinct texts (and clauses) for the ratio;
-* ``themes``: ``cluster_themes`` on 1,000 comments (vectors given), seconds, and the chosen k;
-  ``themes_old_kmeans_s``: the former choice of k (ten k-means starts for every k), same vectors.
+* ``themes``: ``cluster_themes`` on 1,000 comments (vectors given), wall and CPU seconds, the
+  chosen k, sizes and labels; choosing k on one thread (as ``choose_k`` does) against every thread
+  (as before) in the same run; with ``--full``, ``old_kmeans_s``: the first choice of k (ten
+  k-means starts for every k), same vectors.
 
 Texts are NHS Friends and Family Test comments from ``../shared/data/feedback`` when present
 (``RAPPORT_SHARED_DATA`` points elsewhere), else sentences made up here.
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,16 +79,13 @@ def old_choose_k(vectors: np.ndarray, max_k: int = 8) -> int:
 
 
 def main(full: bool, backend: str) -> dict[str, object]:
-    from bot.app import build, make_embedder
-    from bot.cli.people import import_answers_text, import_people_text
+    from bot.app import make_embedder
     from bot.config import load_config
-    from memory.changes import ChangeDetector
-    from memory.themes import choose_k, cluster_themes
 
     base = load_config(ROOT / "config.yaml")
     config = base.model_copy(update={"embeddings": base.embeddings.model_copy(update={"backend": backend})})
     embedder = make_embedder(config)
-    texts = comments(2000 if full else 200)
+    texts = comments(2000 if full else 1000 if "--themes-only" in sys.argv else 200)
     embedder.encode(texts[:8])  # load the model outside the timings
     started = time.perf_counter()
     vectors = embedder.encode(texts)
@@ -96,6 +97,18 @@ def main(full: bool, backend: str) -> dict[str, object]:
         "raw_encode_per_s": round(raw),
     }
 
+    if "--themes-only" not in sys.argv:
+        out.update(_import_and_compare(config, embedder, texts, raw))
+    out["themes"] = _themes(texts, vectors, full)
+    return out
+
+
+def _import_and_compare(config: Any, embedder: Any, texts: list[str], raw: float) -> dict[str, object]:
+    from bot.app import build
+    from bot.cli.people import import_answers_text, import_people_text
+    from memory.changes import ChangeDetector
+
+    out: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         app = build(config, embedder=embedder, database_url=f"sqlite:///{tmp}/t.db", migrate=True)
         roster = "id,name,email,timezone,owner,programs\n" + "".join(
@@ -126,20 +139,50 @@ def main(full: bool, backend: str) -> dict[str, object]:
         "ratio_to_raw": round(pair_rate / same_texts, 2),
         "texts_per_pair": round(len(needed) / n, 2),
     }
+    return out
+
+
+def _themes(texts: list[str], vectors: np.ndarray, full: bool) -> dict[str, object]:
+    from memory.themes import _choose_k, _normalise, choose_k, cluster_themes
 
     thousand = vectors[:1000]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
+    cluster_themes(texts[:20], thousand[:20], max_k=3)  # scikit-learn's imports, outside the timings
+    imports_s, imports_cpu = time.perf_counter() - started, time.process_time() - cpu
+    started, cpu = time.perf_counter(), time.process_time()
     themes = cluster_themes(texts[:1000], thousand, max_k=8)
-    out["themes"] = {
+    out: dict[str, object] = {
         "comments": len(thousand),
         "seconds": round(time.perf_counter() - started, 2),
+        "cpu_seconds": round(time.process_time() - cpu, 2),
+        "imports_s": round(imports_s, 2),
+        "imports_cpu_s": round(imports_cpu, 2),
         "k": len(themes),
-        "chosen_k_new": choose_k(thousand, max_k=8)[0],
+        "sizes": [t.size for t in themes],
+        "labels": [t.label for t in themes],
     }
+    # Same-run baseline: choosing k on every thread (as before), and on one (as now).
+    started, cpu = time.perf_counter(), time.process_time()
+    k_threads = _choose_k(_normalise(thousand), max_k=8, seed=0)[0]
+    threads_s, threads_cpu = time.perf_counter() - started, time.process_time() - cpu
+    started, cpu = time.perf_counter(), time.process_time()
+    k_one = choose_k(_normalise(thousand), max_k=8)[0]
+    one_s, one_cpu = time.perf_counter() - started, time.process_time() - cpu
+    out.update(
+        {
+            "choose_k_one_thread_s": round(one_s, 2),
+            "choose_k_one_thread_cpu_s": round(one_cpu, 2),
+            "choose_k_all_threads_s": round(threads_s, 2),
+            "choose_k_all_threads_cpu_s": round(threads_cpu, 2),
+            "k_one_thread": k_one,
+            "k_all_threads": k_threads,
+        }
+    )
     if full:
         started = time.perf_counter()
-        out["themes"]["chosen_k_old"] = old_choose_k(thousand)  # type: ignore[index]
-        out["themes"]["old_kmeans_s"] = round(time.perf_counter() - started, 2)  # type: ignore[index]
+        out["chosen_k_old"] = old_choose_k(thousand)
+        out["old_kmeans_s"] = round(time.perf_counter() - started, 2)
+    return out
     return out
 
 

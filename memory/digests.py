@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
 
 from memory import anonymity, wave_views
+from memory import digest_rows as rows
 from memory.changes import excerpt, is_non_answer
-from memory.digest_rows import CheckinRow, LastFollowUp, checkin_rows, last_followups, load_reasons, rating_series
+from memory.digest_rows import CheckinRow, LastFollowUp
 from memory.errors import NotFound
-from memory.models import Enrollment, Outcome, Owner, Person, Program, Promise
+from memory.models import Enrollment, Owner, Person, Program
 from memory.stories import themes_in, trajectory
 
 
@@ -117,67 +118,86 @@ def build_digest(
     quote_chars: int = 120,
     encode: Callable[[Sequence[str]], NDArray[np.float32]] | None = None,
 ) -> Digest:
-    owner_row = s.scalar(select(Owner).where(Owner.key == owner))
-    if owner_row is None:
-        raise NotFound("owner", owner)
-    people = s.execute(select(Person.id, Person.key, Person.name).where(Person.owner_id == owner_row.id)).all()
-    names = {p.id: p.name or p.key for p in people}
-    keys = {p.id: p.key for p in people}
+    """One owner's digest over ``[since, until)`` (:func:`build_digests` for one owner)."""
+    found = build_digests(s, owners=[owner], since=since, until=until, threshold=threshold,
+                          quote_chars=quote_chars, encode=encode)  # fmt: skip
+    return found[owner]
+
+
+def build_digests(
+    s: Session,
+    *,
+    owners: Sequence[str] | None = None,
+    since: dt.datetime,
+    until: dt.datetime,
+    threshold: int = 2,
+    quote_chars: int = 120,
+    encode: Callable[[Sequence[str]], NDArray[np.float32]] | None = None,
+) -> dict[str, Digest]:
+    """These owners' digests (every owner's when None), by owner key, in one pass.
+
+    One query per table reads every owner's people at once (:mod:`memory.digest_rows`); the rows
+    are grouped by owner in memory. A named owner that does not exist is :class:`NotFound`.
+    """
+    query = select(Owner.id, Owner.key, Owner.name).order_by(Owner.key)
+    if owners is not None:
+        query = query.where(Owner.key.in_(list(owners)))
+    found = {key: (oid, name or key) for oid, key, name in s.execute(query)}
+    for key in owners or ():
+        if key not in found:
+            raise NotFound("owner", key)
+    scope = rows.owners_scope(None if owners is None else [oid for oid, _ in found.values()])
+    programs, anonymous = rows.program_names(s)
+    team: dict[int, list[rows.PersonRow]] = {oid: [] for oid, _ in found.values()}
+    owner_of: dict[int, int] = {}
+    for person in rows.people(s, scope):
+        team[person.owner_id].append(person)
+        owner_of[person.id] = person.owner_id
+    keys = {p.id: p.key for ps in team.values() for p in ps}
+    names = {p.id: p.name for ps in team.values() for p in ps}
 
     # Promises first: broken ones raise the importance of that person's change.
-    promises = list(
-        s.scalars(
-            select(Promise)
-            .join(Person, Promise.person_id == Person.id)
-            .where(Person.owner_id == owner_row.id)
-            .options(selectinload(Promise.outcomes))
-            .order_by(Promise.due_at, Promise.id)
-        )
-    )
-    anonymous_programs = set(s.scalars(select(Program.id).where(Program.anonymous.is_(True))))
-    promises = [p for p in promises if p.program_id not in anonymous_programs]
-    outcomes: list[PromiseItem] = []
+    recorded = rows.outcomes(s, scope, since, until)
+    outcomes: dict[int, list[PromiseItem]] = {oid: [] for oid in team}
+    due: dict[int, list[PromiseItem]] = {oid: [] for oid in team}
     broken: dict[int, int] = {}
-    for p in promises:
-        for o in p.outcomes:
-            if _in(o.recorded_at, since, until):
-                outcomes.append(_promise_item(p, keys, names, until, o))
-                if o.verdict == "no":
-                    broken[p.person_id] = broken.get(p.person_id, 0) + 1
-    outcomes.sort(key=lambda i: ({"no": 0, "partly": 1, "yes": 2}.get(i.verdict or "", 3), i.name))
-    due = [
-        _promise_item(p, keys, names, until, None)
-        for p in promises
-        if p.status == "open" and p.due_at is not None and p.due_at < until
-    ]
+    for promise in rows.promises(s, scope):
+        if promise.program_id in anonymous:
+            continue
+        oid = owner_of[promise.person_id]
+        for o in recorded.get(promise.id, ()):
+            outcomes[oid].append(_promise_item(promise, keys, names, until, o))
+            if o.verdict == "no":
+                broken[promise.person_id] = broken.get(promise.person_id, 0) + 1
+        if promise.status == "open" and promise.due_at is not None and promise.due_at < until:
+            due[oid].append(_promise_item(promise, keys, names, until, None))
 
-    silent: list[Silent] = []
+    silent: dict[int, list[Silent]] = {oid: [] for oid in team}
     series: dict[tuple[int, str], list[CheckinRow]] = {}
-    for c in checkin_rows(s, list(names), since, until):
+    for c in rows.checkin_rows(s, scope, since, until, programs):
         if c.status == "completed":
             series.setdefault((c.person_id, c.program), []).append(c)
         elif c.status in ("invited", "in_progress") and c.started_at < until:
-            silent.append(_silent(c, keys, names, "open"))
-        elif c.status == "expired" and _in(c.expires_at or c.updated_at, since, until):
-            silent.append(_silent(c, keys, names, "expired"))
-    followups = last_followups(s, list(names), since, until)
-    moves = []
+            silent[owner_of[c.person_id]].append(_silent(c, keys, names, "open"))
+        elif c.status == "expired" and _in(c.expired_at, since, until):
+            silent[owner_of[c.person_id]].append(_silent(c, keys, names, "expired"))
+    followups = rows.last_followups(s, scope, since, until)
+    # Only the people who moved (or were asked what changed) get their words and history read.
+    moved = []
     for done in series.values():
         done.sort(key=lambda c: (c.completed_at or c.started_at, c.id))
         move = _movement(done, since, until)
-        if move is not None:
-            moves.append(move)
-    # Only the people who moved (or were asked what changed) get their words and history read.
-    moved = []
-    for before, last, upto in moves:
+        if move is None:
+            continue
+        before, last, upto = move
         fu = next(
             (followups[c.id] for c in reversed(upto) if c.id in followups and _in(c.completed_at, since, until)), None
         )
         old = before.rating if before is not None else None
         if fu is not None or (last.rating is not None and old is not None and abs(last.rating - old) >= threshold):
             moved.append((before, last, fu))
-    load_reasons(s, [c for before, last, _ in moved for c in (before, last) if c is not None])
-    history = rating_series(s, [last.person_id for _, last, _ in moved], until)
+    rows.load_reasons(s, [c for before, last, _ in moved for c in (before, last) if c is not None])
+    history = rows.rating_series(s, [last.person_id for _, last, _ in moved], until, programs)
     # One entry per person: their movement over the period (the most important one when they
     # moved in several programs), never one entry per check-in.
     best: dict[int, PersonChange] = {}
@@ -186,39 +206,64 @@ def build_digest(
         change = _change(last, before, ratings, fu, keys, names, threshold, quote_chars, broken.get(last.person_id, 0))
         if change is not None and (last.person_id not in best or change.importance > best[last.person_id].importance):
             best[last.person_id] = change
-    changes = sorted(best.values(), key=lambda ch: (-ch.importance, ch.name))
-    silent.sort(key=lambda x: (x.status != "expired", x.name))
+    changes: dict[int, list[PersonChange]] = {oid: [] for oid in team}
+    for pid, change in best.items():
+        changes[owner_of[pid]].append(change)
 
-    aggregates = []
-    for program in s.scalars(select(Program).where(Program.anonymous.is_(True)).order_by(Program.name)):
-        has_team = s.scalar(
-            select(Enrollment.id)
-            .join(Person, Enrollment.person_id == Person.id)
-            .where(Enrollment.program_id == program.id, Person.owner_id == owner_row.id)
-            .limit(1)
+    aggregates = _aggregates(s, scope, anonymous, since, until)
+    digests = {}
+    for key, (oid, name) in found.items():
+        digest = Digest(
+            owner=key,
+            owner_name=name,
+            since=since,
+            until=until,
+            summary="",
+            changes=tuple(sorted(changes[oid], key=lambda ch: (-ch.importance, ch.name))),
+            outcomes=tuple(sorted(outcomes[oid], key=_outcome_order)),
+            due=tuple(due[oid]),
+            silent=tuple(sorted(silent[oid], key=lambda x: (x.status != "expired", x.name))),
+            aggregates=tuple(
+                anonymity.aggregate(s, program=program, wave=wave, owner=key, now=until, encode=encode)
+                for program, wave, teams in aggregates
+                if oid in teams
+            ),
         )
-        if has_team is None:
-            continue
-        for wave in anonymity.closed_waves(s, program, until):
-            closed = wave_views.released_at(s, wave)
-            if _in(closed, since, until):
-                aggregates.append(
-                    anonymity.aggregate(s, program=program.name, wave=wave.key, owner=owner, now=until, encode=encode)
-                )
+        digests[key] = _with_summary(digest)
+    return digests
 
-    digest = Digest(
-        owner=owner,
-        owner_name=owner_row.name or owner,
-        since=since,
-        until=until,
-        summary="",
-        changes=tuple(changes),
-        outcomes=tuple(outcomes),
-        due=tuple(due),
-        silent=tuple(silent),
-        aggregates=tuple(aggregates),
-    )
-    return _with_summary(digest)
+
+def _outcome_order(item: PromiseItem) -> tuple[int, str]:
+    return {"no": 0, "partly": 1, "yes": 2}.get(item.verdict or "", 3), item.name
+
+
+def _aggregates(
+    s: Session,
+    scope: ColumnElement[bool],
+    anonymous: set[int],
+    since: dt.datetime,
+    until: dt.datetime,
+) -> list[tuple[str, str, set[int]]]:
+    """(program, wave, the owners whose team is in it) of each anonymous wave that closed in the
+    period, programs by name: each such owner's digest carries that wave's team view."""
+    out: list[tuple[str, str, set[int]]] = []
+    if not anonymous:
+        return out
+    for program in s.scalars(select(Program).where(Program.anonymous.is_(True)).order_by(Program.name)):
+        waves = [
+            w for w in anonymity.closed_waves(s, program, until) if _in(wave_views.released_at(s, w), since, until)
+        ]
+        if not waves:
+            continue
+        query = (
+            select(Person.owner_id)
+            .join(Enrollment, Enrollment.person_id == Person.id)
+            .where(Enrollment.program_id == program.id, scope)
+            .distinct()
+        )
+        teams = {oid for oid in s.scalars(query) if oid is not None}
+        out += [(program.name, wave.key, teams) for wave in waves]
+    return out
 
 
 def _movement(
@@ -234,7 +279,7 @@ def _movement(
 
 
 def _promise_item(
-    p: Promise, keys: dict[int, str], names: dict[int, str], until: dt.datetime, outcome: Outcome | None
+    p: rows.PromiseRow, keys: dict[int, str], names: dict[int, str], until: dt.datetime, outcome: rows.OutcomeRow | None
 ) -> PromiseItem:
     return PromiseItem(
         person=keys.get(p.person_id, ""),

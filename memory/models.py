@@ -199,6 +199,9 @@ class Checkin(Base):
             postgresql_where=text("status IN ('invited', 'in_progress')"),
         ),
         UniqueConstraint("person_id", "program_id", "wave_id", name="uq_checkin_wave"),
+        # Digests over every owner: completed in a period; each person's last one before it.
+        Index("ix_checkins_completed", "status", "completed_at"),
+        Index("ix_checkins_person_completed", "person_id", "program_id", "completed_at", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -230,6 +233,8 @@ class Answer(Base):
     __table_args__ = (
         UniqueConstraint("checkin_id", "question", name="uq_answer_question"),
         Index("ix_answers_history", "person_id", "program_id", "question", "answered_at"),
+        # Digests read each check-in's first rating from this index alone.
+        Index("ix_answers_rating", "checkin_id", "kind", "skipped", "rating"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -75,8 +75,17 @@ def choose_k(vectors: NDArray[np.float32], *, max_k: int = 6, seed: int = 0) -> 
 
     Each candidate k gets one k-means++ run (not ten) and the silhouettes share one precomputed
     cosine distance matrix: on 1,000 NHS comments the same k as ten starts for every k, in a
-    fraction of the time (benchmarks/throughput.py).
+    fraction of the time (benchmarks/throughput.py). The work runs on one thread: at this size
+    threads gain little on a quiet machine, and on a busy one k-means' OpenMP threads wait on each
+    other (1,000 comments: 11 s on all threads against 1 s on one, with the same themes).
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _choose_k(vectors, max_k=max_k, seed=seed)
+
+
+def _choose_k(vectors: NDArray[np.float32], *, max_k: int, seed: int) -> tuple[int, NDArray[np.int_]]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import pairwise_distances, silhouette_score
 
@@ -114,7 +123,26 @@ def cluster_themes(
     quotes: int = 3,
     quote_chars: int = 120,
 ) -> list[Theme]:
-    """Themes over ``texts`` (one row of ``vectors`` per text), largest first."""
+    """Themes over ``texts`` (one row of ``vectors`` per text), largest first (on one thread, as
+    :func:`choose_k` explains)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _cluster_themes(texts, vectors, previous=previous, max_k=max_k, min_texts=min_texts,
+                               min_size=min_size, quotes=quotes, quote_chars=quote_chars)  # fmt: skip
+
+
+def _cluster_themes(
+    texts: Sequence[str],
+    vectors: NDArray[np.float32],
+    *,
+    previous: tuple[Sequence[str], NDArray[np.float32]] | None,
+    max_k: int,
+    min_texts: int,
+    min_size: int,
+    quotes: int,
+    quote_chars: int,
+) -> list[Theme]:
     keep = [i for i, t in enumerate(texts) if t and t.strip()]
     if not keep:
         return []

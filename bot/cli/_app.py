@@ -24,6 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich's help formatter alone took longer to import than the whole CLI.
+    rich_markup_mode=None,
 )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,16 +128,36 @@ def chat(
         name = _default_program(application, person, program)
         if fixed is not None:
             _refuse_later_checkin(application, person, name, fixed)
+        interactive = stdin_is_tty()
         chat_loop(TerminalChat(
             service=application.service, person=person, program=name,
             clock=(lambda: fixed) if fixed else utcnow, write=typer.echo,
-            bot_prefix="rapport> " if stdin_is_tty() else "",
-        ))  # fmt: skip
+            bot_prefix="rapport> " if interactive else "",
+        ), loading=load_in_background(application.embedder) if interactive else None)  # fmt: skip
     finally:
         application.close()
 
 
-def chat_loop(session: Any, scripted: list[str] | None = None) -> None:
+def load_in_background(embedder: Any) -> threading.Thread | None:
+    """Start loading the embedding model while the person reads the first question."""
+    loader = getattr(embedder, "load", None)
+    if not callable(loader):
+        return None
+    thread = threading.Thread(target=loader, name="rapport-model-load", daemon=True)
+    thread.start()
+    return thread
+
+
+def while_loading(lines: Iterator[str], loading: threading.Thread | None, write: Any) -> Iterator[str]:
+    """Each answer as typed, after a "…" while the model is still loading: the reply may take a
+    few seconds, and should not seem to hang."""
+    for line in lines:
+        if loading is not None and loading.is_alive():
+            write("…")
+        yield line
+
+
+def chat_loop(session: Any, scripted: list[str] | None = None, loading: threading.Thread | None = None) -> None:
     from bot.channels.terminal import TerminalChat
 
     assert isinstance(session, TerminalChat)
@@ -156,7 +178,7 @@ def chat_loop(session: Any, scripted: list[str] | None = None) -> None:
                 except EOFError:
                     return
 
-        closed = session.run(prompt())
+        closed = session.run(while_loading(prompt(), loading, lambda text: typer.echo(session.bot_prefix + text)))
     else:
         closed = session.run(iter(sys.stdin.readline, ""))
     if not closed:

@@ -10,7 +10,6 @@ over HTTP against the running service, prints the conversation, and exits 0.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import html
 import re
@@ -47,6 +46,8 @@ def demo(
     ] = None,
 ) -> None:
     """Set up a demo (SQLite, no tokens), start the service and print a check-in link and a dashboard link."""
+    import asyncio
+
     from bot import logs
     from bot.app import build
     from bot.cli.people import seed_demo
@@ -74,6 +75,7 @@ def demo(
 
 
 async def _serve(application: App, port: int | None, *, interactive: bool) -> bool:
+    import asyncio
     import signal
 
     from bot.channels.web import WebChannel

@@ -3,7 +3,6 @@ or a person's check-in link (web)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 from typing import Annotated
@@ -32,6 +31,8 @@ def invite(
 ) -> None:
     """Print a signed, expiring invite link for PERSON: telegram (https://t.me/<bot>?start=<token>,
     one-time) or web (<public_url>/c/<token>, their check-in page)."""
+    import asyncio
+
     if channel == "web":
         _web_link(ctx, person, program, ttl_hours)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -21,7 +22,6 @@ def run(
 ) -> None:
     """Run Rapport: schedule check-ins, send them, and receive answers on the configured channels."""
     import asyncio
-    import logging
     import signal
 
     from bot.channels.base import use_engine_threads

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from bot.cli._app import app, build_app, fail
@@ -16,6 +14,8 @@ app.add_typer(slack_app, name="slack")
 def link(ctx: typer.Context) -> None:
     """Link roster entries that have an e-mail to their Slack users (users.lookupByEmail), and list
     who was not found or could not be looked up. Rapport also does this whenever it starts."""
+    import asyncio
+
     from bot.app import build_channels
     from bot.channels.slack import SlackChannel
 

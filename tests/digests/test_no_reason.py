@@ -60,9 +60,9 @@ def test_a_bare_yes_does_not_rank_a_change_as_if_it_were_explained() -> None:
     from memory.digests import _change
 
     now = CheckinRow(id=2, person_id=1, program="customers", status="completed", started_at=T, completed_at=T,
-                     expires_at=None, updated_at=T, rating=4, reason="Support is slow")  # fmt: skip
+                     rating=4, reason="Support is slow")  # fmt: skip
     before = CheckinRow(id=1, person_id=1, program="customers", status="completed", started_at=T, completed_at=T,
-                        expires_at=None, updated_at=T, rating=9, reason="Support is fast")  # fmt: skip
+                        rating=9, reason="Support is fast")  # fmt: skip
 
     def ranked(answer: str) -> float:
         change = _change(now, before, [9, 4], LastFollowUp(reasons=[], answer=answer), {1: "p0"}, {1: "Dana"},
