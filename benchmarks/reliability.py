@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -124,7 +125,7 @@ async def kills(world: World, workdir: Path, n_kills: int, rng: random.Random) -
             last_restart = service.starts[-1]
             everyone = await wait_until(lambda: len(invited(api)) >= world.people, 300, every=0.1)
             recovered = None if everyone is None else time.monotonic() - last_restart
-            settled = await settle(world, service, api, 300)
+            settled = await settle(world, service, api, 120)
         finally:
             service.kill()
             if world.mode == "webhook":
@@ -152,8 +153,7 @@ async def kills(world: World, workdir: Path, n_kills: int, rng: random.Random) -
             "answers_lost": lost,
             "replies_missing": len(pressed - typed),
             "restart_to_everyone_invited_s": None if recovered is None else round(recovered, 1),
-            "start_to_first_send_s": {"median": round(sorted(first_send_after_restart)[len(first_send_after_restart) // 2], 1),
-                                      "max": round(max(first_send_after_restart), 1)} if first_send_after_restart else None,  # fmt: skip
+            "start_to_first_send_s": spread(first_send_after_restart),
             "settled": settled is not None,
             "outbox": await asyncio.to_thread(world.outbox_statuses),
             "tracebacks": service.tracebacks(),
@@ -197,6 +197,20 @@ async def faults(world: World, workdir: Path, rate: float) -> dict[str, Any]:
         }
 
 
+def spread(values: list[float]) -> dict[str, float] | None:
+    ordered = sorted(values)
+    return {"median": round(ordered[len(ordered) // 2], 1), "max": round(ordered[-1], 1)} if ordered else None
+
+
+def stalls(times: list[float], over: float = 0.1) -> dict[str, Any]:
+    """Pauses between two deliveries longer than ``over``: how many, their seconds, and where
+    (the index of the delivery after each of the first ten)."""
+    gaps = [(i + 1, b - a) for i, (a, b) in enumerate(itertools.pairwise(times)) if b - a > over]
+    return {"count": len(gaps), "seconds": round(sum(g for _, g in gaps), 1),
+            "of_total_s": round(times[-1] - times[0], 1) if times else 0.0,
+            "at": [(i, round(g, 2)) for i, g in gaps[:10]]}  # fmt: skip
+
+
 def rate_of(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
@@ -231,6 +245,8 @@ async def wave(world: World, workdir: Path, kill: bool) -> dict[str, Any]:
             "ratio": round(rate_of(delivered) / TELEGRAM_LIMIT, 3),
             "answered_429": sum(1 for s in api.sends if s.status == 429),
             "sent_before_retry_after": early_sends(api),
+            # Where the time went: pauses between two deliveries longer than 0.1 s (a full pace is 1/30 s).
+            "stalls": stalls(delivered),
             "lost": world.people - len(invited(api)),
             **duplicates(invited(api), window),
             "outbox": await asyncio.to_thread(world.outbox_statuses),
@@ -302,9 +318,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         for backend in backends:
             for variant in _variants(name):
-                with tempfile.TemporaryDirectory(prefix="rapport-rel-") as tmp, database(
-                    backend, Path(tmp), args.postgres
-                ) as url:
+                with (
+                    tempfile.TemporaryDirectory(prefix="rapport-rel-") as tmp,
+                    database(backend, Path(tmp), args.postgres) as url,
+                ):
                     workdir = Path(tmp)
                     print(f"{name} {variant} on {backend} ...", file=sys.stderr, flush=True)
                     outcome = await _scenario(name, variant, url, workdir, args, rng)
@@ -338,7 +355,7 @@ async def _scenario(name: str, variant: str, url: str, workdir: Path, args: argp
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"any of {', '.join(SCENARIOS)} (default: all)")
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"of {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--smoke", action="store_true", help="small sizes: a quick check that it all runs")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--postgres", default=os.environ.get("RAPPORT_TEST_DATABASE_URL"))

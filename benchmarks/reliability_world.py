@@ -106,14 +106,17 @@ class World:
             # The fast backend: a restarted process is ready in about a second. Waves are the
             # harness's own (the cron wave, on 29 February, never falls inside a run).
             "embeddings": {"backend": "onnx-int8"},
-            "programs": {"pulse": {"title": "pulse", "questions": QUESTIONS, "window": ALL_DAY,
-                                   "cadence": {"cron": "0 0 29 2 *", "open_for_days": 7, "reminders": 0},
-                                   "channels": [self.channel]}},  # fmt: skip
+            "programs": {"pulse": self.program()},
             "channels": {"telegram": telegram, "slack": slack, "web": {"enabled": False}},
             "scheduler": {"tick_seconds": 5, **self.scheduler},
             "web": {"host": "127.0.0.1", "port": self.port},
             "logging": {"level": "INFO", "format": "json"},
         }
+
+    def program(self) -> dict[str, Any]:
+        cadence = {"cron": "0 0 29 2 *", "open_for_days": 7, "reminders": 0}
+        return {"title": "pulse", "questions": QUESTIONS, "window": ALL_DAY, "cadence": cadence,
+                "channels": [self.channel]}  # fmt: skip
 
     def prepare(self, people: int) -> None:
         """Write the config, create the schema, enrol ``people`` and open a wave for them now."""
