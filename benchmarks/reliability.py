@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.reliability_world import Service, World, database  # noqa: E402
 from tests.fakes.slack_api import FakeSlackAPI  # noqa: E402
-from tests.fakes.telegram_api import FakeTelegramAPI  # noqa: E402
+from tests.fakes.telegram_limits import FaultyTelegramAPI  # noqa: E402
 
 SCENARIOS = ("kills", "faults", "wave", "slack", "hostile")
 TELEGRAM_LIMIT = 30.0
@@ -68,7 +68,7 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, every: float
     return None
 
 
-def invited(api: FakeTelegramAPI) -> Counter[int]:
+def invited(api: FaultyTelegramAPI) -> Counter[int]:
     """Chat -> delivered invitations (messages with rating buttons, answered 200)."""
     return Counter(s.chat_id for s in api.sends if s.status == 200 and s.keyboard)
 
@@ -78,11 +78,11 @@ def duplicates(counts: Counter[Any], window: set[str]) -> dict[str, int]:
     return {"invitations_duplicated": len(twice), "outside_crash_window": len(twice - window)}
 
 
-def early_sends(api: FakeTelegramAPI) -> int:
+def early_sends(api: FaultyTelegramAPI) -> int:
     return sum(1 for s in api.sends if s.early)
 
 
-async def settle(world: World, service: Service, api: FakeTelegramAPI, timeout: float) -> float | None:
+async def settle(world: World, service: Service, api: FaultyTelegramAPI, timeout: float) -> float | None:
     """Wait until every person was invited, and every answer taken and stored."""
 
     def done() -> bool:
@@ -96,7 +96,7 @@ async def settle(world: World, service: Service, api: FakeTelegramAPI, timeout: 
 
 
 async def kills(world: World, workdir: Path, n_kills: int, rng: random.Random) -> dict[str, Any]:
-    async with FakeTelegramAPI(token="123456:TEST-token") as api:
+    async with FaultyTelegramAPI(token="123456:TEST-token") as api:
         world.api_url = api.base_url
         world.prepare(world.people)
         api.answer_as_people()
@@ -161,7 +161,7 @@ async def kills(world: World, workdir: Path, n_kills: int, rng: random.Random) -
 
 
 async def faults(world: World, workdir: Path, rate: float) -> dict[str, Any]:
-    async with FakeTelegramAPI(token="123456:TEST-token") as api:
+    async with FaultyTelegramAPI(token="123456:TEST-token") as api:
         world.api_url = api.base_url
         world.prepare(world.people)
         api.inject_faults(rate, retry_after=1, slow_seconds=35.0)
@@ -216,7 +216,7 @@ def rate_of(times: list[float]) -> float:
 
 
 async def wave(world: World, workdir: Path, kill: bool) -> dict[str, Any]:
-    async with FakeTelegramAPI(token="123456:TEST-token") as api:
+    async with FaultyTelegramAPI(token="123456:TEST-token") as api:
         world.api_url = api.base_url
         world.prepare(world.people)
         api.enforce_rate(TELEGRAM_LIMIT, retry_after=1)
