@@ -83,7 +83,7 @@ class EvenPace:
         self.margin = margin
         self._next = 0.0
         # When the last ``rate`` messages go (or went) out.
-        self._times: deque[float] = deque(maxlen=max(1, math.floor(rate)))
+        self._times: deque[list[float]] = deque(maxlen=max(1, math.floor(rate)))
 
     async def acquire(self) -> None:
         now = self.clock()
@@ -92,10 +92,13 @@ class EvenPace:
         self._next = slot + self.period
         at = max(slot, now)
         if len(self._times) == self._times.maxlen:
-            at = max(at, self._times[0] + 1.0 + self.margin)
-        self._times.append(at)
+            at = max(at, self._times[0][0] + 1.0 + self.margin)
+        sent = [at]
+        self._times.append(sent)
         if at > now:
             await self.sleep(at - now)
+            # Woken late: the message leaves now, and the one-second limit counts from then.
+            sent[0] = max(at, self.clock())
 
 
 class Pacer:

@@ -167,3 +167,20 @@ async def test_an_idle_pace_saves_nothing_up() -> None:
     # The first message after the pause goes at once, then the even pace.
     assert sum(1 for t in sent if t == sent[0]) == 1
     assert busiest_second(sent) <= 10
+
+
+async def test_a_message_woken_late_counts_in_the_one_second_limit_from_when_it_left() -> None:
+    from bot.channels.pacing import EvenPace
+
+    clock = FakeTime()
+    late = {5: 0.3}  # the sixth message's wake-up comes 300 ms late
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds + late.pop(len(sent), 0.0)
+
+    pace = EvenPace(10, clock=clock, sleep=sleep)
+    sent: list[float] = []
+    for _ in range(40):
+        await pace.acquire()
+        sent.append(clock.now)
+    assert busiest_second(sent) <= 10

@@ -24,7 +24,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from aiohttp import web
@@ -91,7 +91,7 @@ class FakeTelegramAPI:
 
     # Lifecycle --------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeTelegramAPI:
+    async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
         self._server = TestServer(app, host="127.0.0.1", port=0)
