@@ -83,10 +83,15 @@ def early_sends(api: FaultyTelegramAPI) -> int:
 
 
 async def settle(world: World, service: Service, api: FaultyTelegramAPI, timeout: float) -> float | None:
-    """Wait until every person was invited, and every answer taken and stored."""
+    """Wait until every person was invited and Telegram holds no update, and no answer came for
+    five seconds (a person whose reply was lost never types the reason)."""
+    seen = [-1, time.monotonic()]
 
     def done() -> bool:
-        return len(invited(api)) >= world.people and not api.pending_updates and len(api.consumed) >= 2 * world.people
+        if len(api.consumed) != seen[0]:
+            seen[:] = [len(api.consumed), time.monotonic()]
+        quiet = time.monotonic() - seen[1] > 5.0
+        return len(invited(api)) >= world.people and not api.pending_updates and quiet
 
     took = await wait_until(done, timeout, every=0.5)
     # Replies to the last answers go out, then SIGTERM (stopping drains what is in hand).
