@@ -1,8 +1,9 @@
 """The one pacer and the one retry policy every chat transport uses.
 
-**Pacing** (:class:`Pacer`, on ``aiolimiter``): an overall rate for the whole bot, and a rate per
-conversation (a Slack DM, a Telegram chat) with a small burst, so an acknowledgement, a quote and
-the next question go out together and a wave of invitations never trips the platform's limit.
+**Pacing** (:class:`Pacer`): an overall rate for the whole bot (:class:`EvenPace`, never more
+than the rate within any second), and a rate per conversation (a Slack DM, a Telegram chat; on
+``aiolimiter``) with a small burst, so an acknowledgement, a quote and the next question go out
+together and a wave of invitations never trips the platform's limit.
 Messages to one conversation also go out one at a time, in order. When the platform answers 429
 with a ``retry_after``, that conversation is paused until then (:meth:`Pacer.pause`); sends to
 other conversations go on.
