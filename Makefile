@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test test-fast lint typecheck imports check fmt bench eval clean
+.PHONY: help install demo run test test-fast lint typecheck imports check fmt bench reliability eval clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ fmt: $(STAMP)  ## Format and fix what ruff can
 
 bench: $(STAMP)  ## Benchmarks (print JSON)
 	$(BIN)/python benchmarks/run.py
+
+reliability: $(STAMP)  ## Kills, faults and rate limits against real `rapport run` processes (about 40 min; prints JSON)
+	$(BIN)/python benchmarks/reliability.py
 
 eval: $(STAMP)  ## Change-detection evaluation on ../shared/data (prints JSON)
 	$(BIN)/python benchmarks/evaluate_changes.py

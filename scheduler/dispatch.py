@@ -370,16 +370,48 @@ class Dispatcher:
     # Loop -------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 2.0) -> None:
-        """Dispatch until ``stop`` is set; in-flight sends finish, unstarted claims go back."""
+        """Dispatch until ``stop`` is set; in-flight sends finish, unstarted claims go back.
+
+        The next batch is claimed while the last one is still being sent (as soon as no more
+        than ``concurrency`` of its rows are left), so the channel's pace never waits for a batch
+        to drain: at a batch boundary the slowest send of the batch would otherwise hold up the
+        rest (a 10,000-row wave at Telegram's 30/s ran at 0.8 of it).
+        """
+        gate = asyncio.Semaphore(self.settings.concurrency)
+        in_hand: set[asyncio.Task[None]] = set()
+
+        async def one(row: OutboxMessage, report: DispatchReport) -> None:
+            async with gate:
+                try:
+                    await self._send(row, report)
+                except Exception:
+                    # A database error recording the outcome: the claim stays and is taken back later.
+                    log.exception("dispatch failed for a row", extra={"outbox_id": row.id})
+
         while not stop.is_set():
+            if len(in_hand) > self.settings.concurrency:
+                await asyncio.wait(in_hand, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            report = DispatchReport()
             try:
-                report = await self.dispatch_once()
+                rows = await asyncio.to_thread(self.claim, self.clock())
             except Exception:
                 log.exception("dispatch failed; trying again shortly")
-                report = DispatchReport()
-            if report.handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
+                rows = []
+            for row in rows:
+                task = asyncio.create_task(one(row, report))
+                in_hand.add(task)
+                task.add_done_callback(in_hand.discard)
+            if rows or self.last_claim_set_aside:
+                continue
+            # Nothing due: wait for a send to finish (it may free a row) or for the idle pause.
+            waiting = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({waiting, *in_hand}, timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+        if in_hand:
+            await asyncio.gather(*in_hand)
 
     def pending_now(self, now: dt.datetime) -> int:
         """Rows that are due or in flight now (what ``--until-idle`` waits for)."""

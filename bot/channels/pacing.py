@@ -1,8 +1,9 @@
 """The one pacer and the one retry policy every chat transport uses.
 
-**Pacing** (:class:`Pacer`, on ``aiolimiter``): an overall rate for the whole bot, and a rate per
-conversation (a Slack DM, a Telegram chat) with a small burst, so an acknowledgement, a quote and
-the next question go out together and a wave of invitations never trips the platform's limit.
+**Pacing** (:class:`Pacer`): an overall rate for the whole bot (:class:`EvenPace`, never more
+than the rate within any second), and a rate per conversation (a Slack DM, a Telegram chat; on
+``aiolimiter``) with a small burst, so an acknowledgement, a quote and the next question go out
+together and a wave of invitations never trips the platform's limit.
 Messages to one conversation also go out one at a time, in order. When the platform answers 429
 with a ``retry_after``, that conversation is paused until then (:meth:`Pacer.pause`); sends to
 other conversations go on.
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -54,15 +57,60 @@ class Policy:
     max_wait: float = 5.0
 
 
+class EvenPace:
+    """About ``rate`` messages a second, evenly spaced, and never more than ``rate`` within any
+    second (the platform's limit, with ``margin`` seconds to spare for network jitter).
+
+    Each caller reserves the next slot (in the order they ask) and sleeps until it. A caller
+    woken late does not push the later slots back, and a stall of the event loop (a busy CPU) is
+    made up afterwards when shorter than ``catch_up``, within the one-second limit. A bucket
+    of one (``AsyncLimiter(1, 1 / rate)``) lost every wake-up's delay and every stall: a
+    10,000-message wave ran at 0.88 of 30/s on a loaded machine. Nothing is saved up while idle.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        catch_up: float = 0.5,
+        margin: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.clock, self.sleep = clock, sleep
+        # Even slots at the pace the one-second limit allows, so the limit binds only after a stall.
+        self.period = (1.0 + margin) / rate
+        self.catch_up = catch_up
+        self.margin = margin
+        self._next = 0.0
+        # When the last ``rate`` messages go (or went) out.
+        self._times: deque[list[float]] = deque(maxlen=max(1, math.floor(rate)))
+
+    async def acquire(self) -> None:
+        now = self.clock()
+        # Behind by less than catch_up: a stall, made up; by more: the pace was idle, start now.
+        slot = self._next if self._next >= now - self.catch_up else now
+        self._next = slot + self.period
+        at = max(slot, now)
+        if len(self._times) == self._times.maxlen:
+            at = max(at, self._times[0][0] + 1.0 + self.margin)
+        sent = [at]
+        self._times.append(sent)
+        if at > now:
+            await self.sleep(at - now)
+            # Woken late: the message leaves now, and the one-second limit counts from then.
+            sent[0] = max(at, self.clock())
+
+
 class Pacer:
     """Rates per conversation and overall (messages per second; 0 turns one off)."""
 
     def __init__(self, *, per_conversation: float = 1.0, burst: int = 1, overall: float = 0.0) -> None:
         self.per_conversation = per_conversation
         self.burst = max(1, burst)
-        # An even pace: a bucket of one refilled every 1/overall s (a bucket of N would let ~2N
-        # through in the first second).
-        self._overall = AsyncLimiter(max_rate=1, time_period=1 / overall) if overall > 0 else None
+        # An even pace, one message each 1/overall s (a bucket of N would let ~2N through in the
+        # first second).
+        self._overall = EvenPace(overall) if overall > 0 else None
         self._limiters: dict[str, AsyncLimiter] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._paused_until: dict[str, float] = {}

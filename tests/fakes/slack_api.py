@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,18 @@ class Call:
     token: str | None
     # What the fake answered (for chat.postMessage, the message's ``ts``).
     result: JSON | None = None
+
+
+@dataclass(frozen=True)
+class Post:
+    """One chat.postMessage request as the fake saw it (``status`` 200: accepted)."""
+
+    at: float
+    channel: str
+    status: int
+    retry_after: int | None
+    # Posted to a conversation before the Retry-After it was given had passed.
+    early: bool
 
 
 @dataclass
@@ -72,6 +85,12 @@ class FakeSlackAPI:
         self._ts = itertools.count(1)
         self._failures: dict[str, list[_Failure]] = {}
         self._slow: dict[str, list[float]] = {}
+        # Per-conversation pacing (``enforce_pacing``): seconds between two posts, Retry-After.
+        self._pacing: tuple[float, int] | None = None
+        self._last_post: dict[str, float] = {}
+        self._wait_until: dict[str, float] = {}
+        # Every chat.postMessage request and what it was answered.
+        self.posts: list[Post] = []
         self._server: TestServer | None = None
         self._sockets: list[web.WebSocketResponse] = []
         self._envelopes = itertools.count(1)
@@ -191,6 +210,9 @@ class FakeSlackAPI:
         call = Call(method, params, token)
         self.calls.append(call)
 
+        paced = self._pace(method, params)
+        if paced is not None:
+            return paced
         failure = self._take_failure(method)
         if failure is not None:
             if failure.disconnect:
@@ -214,6 +236,32 @@ class FakeSlackAPI:
             slow[1] -= 1
             await asyncio.sleep(slow[0])
         return web.json_response({"ok": True, **result})
+
+    def enforce_pacing(self, per_conversation: float = 1.0, *, retry_after: int = 1) -> None:
+        """Slack's chat.postMessage limit: about one message a second per conversation. A post
+        sooner than ``1 / per_conversation`` s after the last one delivered to that conversation
+        is answered 429 with ``Retry-After``."""
+        self._pacing = (1.0 / per_conversation, retry_after)
+
+    def _pace(self, method: str, params: JSON) -> web.Response | None:
+        if method != "chat.postMessage":
+            return None
+        now, channel = time.monotonic(), str(params.get("channel") or "")
+        early = now < self._wait_until.get(channel, 0.0)
+        status, wait = 200, None
+        if self._pacing is not None:
+            gap, retry_after = self._pacing
+            if early:
+                status, wait = 429, max(1, round(self._wait_until[channel] - now + 0.5))
+            elif now - self._last_post.get(channel, -1e9) < gap:
+                status, wait = 429, retry_after
+        self.posts.append(Post(at=now, channel=channel, status=status, retry_after=wait, early=early))
+        if wait is None:
+            self._last_post[channel] = now
+            return None
+        self._wait_until[channel] = max(self._wait_until.get(channel, 0.0), now + wait)
+        return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                 headers={"Retry-After": str(wait)})  # fmt: skip
 
     def _take_failure(self, method: str) -> _Failure | None:
         queue = self._failures.get(method)

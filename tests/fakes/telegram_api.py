@@ -12,7 +12,9 @@ Usage (the ``telegram_api`` fixture in ``tests/channels/conftest.py`` does this 
 It binds to port 0 on 127.0.0.1, records every call (method name and decoded parameters), keeps
 ``getUpdates`` offset semantics (an offset confirms and forgets every earlier update; long polls
 wait until an update arrives or the timeout passes), and answers like Telegram does: ``{"ok":
-true, "result": ...}`` or ``{"ok": false, "error_code": ..., "description": ...}``.
+true, "result": ...}`` or ``{"ok": false, "error_code": ..., "description": ...}``. Updates it
+forgot because they were confirmed are in ``consumed``. Faults at a rate, Telegram's overall rate
+limit, fake people answering and webhook delivery are ``tests.fakes.telegram_limits``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from aiohttp import web
@@ -72,6 +74,8 @@ class FakeTelegramAPI:
         self._slow: dict[str, list[float]] = {}
         self._changed = asyncio.Condition()
         self._server: TestServer | None = None
+        # Updates Telegram forgot because they were confirmed (an offset above them), in order.
+        self.consumed: list[JSON] = []
         self.handlers: dict[str, Callable[[JSON], Any]] = {
             "getMe": lambda p: self.me,
             "deleteWebhook": self._delete_webhook,
@@ -88,7 +92,7 @@ class FakeTelegramAPI:
 
     # Lifecycle --------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeTelegramAPI:
+    async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
         self._server = TestServer(app, host="127.0.0.1", port=0)
@@ -189,6 +193,9 @@ class FakeTelegramAPI:
         params = await self._params(request)
         if request.match_info["token"] != self.token:
             return self._error(401, "Unauthorized")
+        verdict = await self._reliability_gate(method, params)
+        if isinstance(verdict, web.Response):
+            return verdict
         failures = self._failures.get(method)
         if failures:
             failure = failures[0]
@@ -210,6 +217,10 @@ class FakeTelegramAPI:
         if handler is None:
             return self._error(404, "Not Found: method not found")
         result = handler(params)
+        if method == "sendMessage":
+            self._after_send(params)
+        if isinstance(verdict, float):
+            await asyncio.sleep(verdict)  # delivered, answered late
         slow = self._slow.get(method)
         if slow is not None and slow[1] > 0:
             slow[1] -= 1
@@ -247,6 +258,8 @@ class FakeTelegramAPI:
         offset = params.get("offset")
         if isinstance(offset, int):
             # Telegram forgets every update below the offset: they count as confirmed.
+            self.consumed.extend(u for u in self._updates if isinstance(u.get("update_id"), int)
+                                 and u["update_id"] < offset)  # fmt: skip
             self._updates = [u for u in self._updates if not isinstance(u.get("update_id"), int)
                              or u["update_id"] >= offset]  # fmt: skip
         timeout = params.get("timeout") or 0
@@ -258,6 +271,15 @@ class FakeTelegramAPI:
                 return []
         limit = params.get("limit") or 100
         return self._updates[: int(limit)]
+
+    # Hooks for the reliability modes (tests/fakes/telegram_limits.py) ---------------------------
+
+    async def _reliability_gate(self, method: str, params: JSON) -> web.Response | float | None:
+        """An answer to give instead, seconds to answer late, or None: answer normally."""
+        return None
+
+    def _after_send(self, params: JSON) -> None:
+        """A sendMessage was delivered."""
 
     def _delete_webhook(self, params: JSON) -> bool:
         self.webhook = {"url": ""}
