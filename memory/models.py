@@ -321,6 +321,9 @@ class ProcessedEvent(Base):
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     processed_at: Mapped[dt.datetime]
+    # When the replies to the event were handed over. NULL: processed, but the process may have
+    # died before its replies went out (a redelivery then shows where the conversation stands).
+    replied_at: Mapped[dt.datetime | None]
 
 
 class OutboxMessage(Base):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from memory.errors import NotFound
@@ -183,17 +183,33 @@ def pending_followup(s: Session, checkin_id: int) -> FollowUp | None:
     )
 
 
-def claim_event(s: Session, key: str, now: dt.datetime) -> bool:
+def claim_event(s: Session, key: str, now: dt.datetime, *, replied: bool = True) -> bool:
     """Record an inbound event's idempotency key. False if it was already processed.
 
     The row commits with the work it guards; two racing deliveries cannot both commit, because
-    the key is the primary key.
+    the key is the primary key. ``replied=False``: the caller sends the replies after the commit
+    and confirms them with :func:`mark_replied`.
     """
     if s.get(ProcessedEvent, key) is not None:
         return False
-    s.add(ProcessedEvent(key=key, processed_at=now))
+    s.add(ProcessedEvent(key=key, processed_at=now, replied_at=now if replied else None))
     s.flush()
     return True
+
+
+def unreplied_event(s: Session, key: str) -> bool:
+    """The event was processed, but its replies were never confirmed as sent."""
+    event = s.get(ProcessedEvent, key)
+    return event is not None and event.replied_at is None
+
+
+def mark_replied(s: Session, key: str, now: dt.datetime) -> None:
+    s.execute(
+        update(ProcessedEvent)
+        .where(ProcessedEvent.key == key, ProcessedEvent.replied_at.is_(None))
+        .values(replied_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def find_identity(s: Session, *, channel: str, external_id: str, workspace: str = "") -> ChannelIdentity | None:

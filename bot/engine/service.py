@@ -188,19 +188,24 @@ class CheckinService:
 
     # Inbound ----------------------------------------------------------------------------------
 
-    def handle(self, inbound: Inbound, *, markup: prompts.Markup = "plain") -> list[Outbound]:
-        """Process one inbound event exactly once and return the replies to send."""
+    def handle(self, inbound: Inbound, *, markup: prompts.Markup = "plain", confirm: bool = False) -> list[Outbound]:
+        """Process one inbound event exactly once and return the replies to send.
+
+        ``confirm=True``: the channel sends the replies after this returns and calls
+        :meth:`replied` once they are out. Until then a redelivery of the same event (after a
+        crash between the commit and the send) is answered with where the conversation stands,
+        instead of being ignored as a duplicate."""
         prepared = self.own.prepare(inbound)
         for _ in range(RECOMPUTE_TRIES):
             pre = self._precompute(inbound)
             try:
                 with self._writers:
-                    return self._write(inbound, markup, pre, prepared)
+                    return self._write(inbound, markup, pre, prepared, confirm)
             except _Moved:
                 log.info("the check-in moved while the model ran; computing again")
         # Still racing: compute inside the write transaction (correct, holds the lock longer).
         with self._writers:
-            return self._write(inbound, markup, None, prepared)
+            return self._write(inbound, markup, None, prepared, confirm)
 
     def _precompute(self, inbound: Inbound) -> Precomputed | None:
         """A short read, then the model with no transaction open."""
@@ -248,21 +253,25 @@ class CheckinService:
         return checkin or (checkins[0] if checkins else None)
 
     def _write(
-        self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None = None
-    ) -> list[Outbound]:
+        self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None = None,
+        confirm: bool = False,
+    ) -> list[Outbound]:  # fmt: skip
         after: After = []  # work for after the commit (digest files, the SQLite WAL)
-        replies = self._write_in(inbound, markup, pre, prepared, after)
+        replies = self._write_in(inbound, markup, pre, prepared, after, confirm)
         for job in after:
             job()
         return replies
 
     def _write_in(
         self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None,
-        after: After,
+        after: After, confirm: bool = False,
     ) -> list[Outbound]:  # fmt: skip
         with transaction(self.sessions) as s:
             key = f"{inbound.channel}:{inbound.event_key}"
-            if inbound.event_key and not store.claim_event(s, key, inbound.received_at):
+            if inbound.event_key and not store.claim_event(s, key, inbound.received_at, replied=not confirm):
+                if store.unreplied_event(s, key):
+                    log.info("redelivered event whose replies were never confirmed", extra={"channel": inbound.channel})
+                    return self._where_it_stands(s, inbound, markup)
                 log.info("duplicate inbound event ignored", extra={"channel": inbound.channel})
                 return []
             # Owners' commands ("promise @person ..."); None for everyone who is not an owner.
@@ -277,6 +286,21 @@ class CheckinService:
                 # They wrote to us, so the channel works again.
                 people.mark_reachable(identity)
             return self._handle_person(s, person, inbound, markup, pre, prepared, after)
+
+    def replied(self, inbound: Inbound) -> None:
+        """The replies to ``inbound`` are out (see ``handle(confirm=True)``)."""
+        if inbound.event_key:
+            with transaction(self.sessions) as s:
+                store.mark_replied(s, f"{inbound.channel}:{inbound.event_key}", self.clock())
+
+    def _where_it_stands(self, s: Session, inbound: Inbound, markup: prompts.Markup) -> list[Outbound]:
+        """The event was stored but its replies may never have gone out: show the person the
+        question their conversation waits on (nothing is stored again)."""
+        person = self._sender(s, inbound)[1]
+        checkin = self._checkin_for(s, person, inbound) if person is not None else None
+        if person is None or checkin is None:
+            return []
+        return self._turn(s, person, checkin, markup, inbound.received_at, flow.Resume())
 
     def _handle_person(
         self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None,

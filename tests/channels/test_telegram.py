@@ -247,6 +247,38 @@ async def test_same_update_id_twice_is_processed_once(make_app, telegram_api) ->
         await channel.stop()
 
 
+async def test_update_redelivered_after_a_crash_before_the_reply_gets_the_pending_question(
+    make_app, telegram_api
+) -> None:
+    """The answer was stored, then the process died before its reply went out (simulated: the
+    engine ran with confirm=True and nothing was sent). Telegram delivers the update again: the
+    answer is not stored twice, and the person sees the question their conversation waits on."""
+    from bot.channels.telegram.translate import Deliver, translate
+
+    app = make_app()
+    add_person(app)
+    channel = await started_channel(app, telegram_api, mode="webhook")
+    client = await webhook_client(channel)
+    try:
+        start_checkin(app)
+        update = text_update("6", update_id=777)
+        action = translate(update, now=T0)
+        assert isinstance(action, Deliver)
+        crashed = app.service.handle(action.inbound, markup="telegram_html", confirm=True)
+        assert crashed, "the engine had a reply ready when the process died"
+        assert telegram_api.calls_to("sendMessage") == []
+        assert await post_update(client, update) == 200
+        sent = [c["text"] for c in telegram_api.calls_to("sendMessage")]
+        assert sent == [html("person/resumed"), crashed[-1].text]
+        assert answers(app) == [("recommend", 6, None)], "stored once"
+        # Now the replies are confirmed: a further redelivery is an ordinary duplicate.
+        assert await post_update(client, update) == 200
+        assert len(telegram_api.calls_to("sendMessage")) == len(sent)
+    finally:
+        await client.close()
+        await channel.stop()
+
+
 # Conversation --------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from telegram.ext import ExtBot
 
 import prompts
 from bot.channels import pacing
-from bot.channels.base import Address, Outbound, Sent
+from bot.channels.base import Address, Inbound, Outbound, Sent
 from bot.channels.telegram.receiver import DEFAULT_API_BASE_URL, WEBHOOK_PATH, TelegramReceiver, make_bot
 from bot.channels.telegram.translate import (
     NAME,
@@ -191,8 +191,7 @@ class TelegramChannel:
 
     async def _act(self, action: Action) -> None:
         if isinstance(action, Deliver):
-            replies = await asyncio.to_thread(self.service.handle, action.inbound, markup=self.markup)
-            await self._reply(action.chat_id, replies)
+            await self._answer(action.chat_id, action.inbound)
         elif isinstance(action, Press):
             await self._press(action)
         elif isinstance(action, Link):
@@ -223,8 +222,15 @@ class TelegramChannel:
         if action.message_id is not None:
             await self.transport.pressed(action.chat_id, action.message_id)
         if action.inbound is not None:
-            replies = await asyncio.to_thread(self.service.handle, action.inbound, markup=self.markup)
-            await self._reply(action.chat_id, replies)
+            await self._answer(action.chat_id, action.inbound)
+
+    async def _answer(self, chat_id: int, inbound: Inbound) -> None:
+        """The engine, then the replies, then the engine hears they are out: an update redelivered
+        after a crash in between (its answer stored, its reply never sent) is answered with the
+        question the conversation waits on."""
+        replies = await asyncio.to_thread(self.service.handle, inbound, markup=self.markup, confirm=True)
+        await self._reply(chat_id, replies)
+        await asyncio.to_thread(self.service.replied, inbound)
 
     async def _explain(self, action: Explain) -> None:
         now = self.clock()
