@@ -35,8 +35,8 @@ from memory.db import transaction
 from memory.errors import NotEnrolled, OptedOut, Unreachable
 from memory.models import OPEN_STATUSES, ChannelIdentity, Checkin, OutboxMessage, Person
 from memory.models_scheduler import OutboxContent
+from scheduler.audience import ALWAYS_REACHABLE, BY_EMAIL
 from scheduler.dispatch import Handler, NotNow, SkipMessage
-from scheduler.planner import ALWAYS_REACHABLE, BY_EMAIL
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,11 @@ __all__ = ["PeriodicJob", "Runner", "RunnerExtension", "WebServerError"]
 
 from memory.errors import RapportError
 from memory.retention import daily_job
+from scheduler.audience import TickReport
 from scheduler.cadence import Period
 from scheduler.dispatch import Dispatcher, DispatchSettings, Handler
 from scheduler.leader import forget, make_leader
-from scheduler.planner import Planner, TickReport
+from scheduler.planner import Planner
 from scheduler.plans import ProgramSchedule
 from scheduler.windows import Window
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from memory.models import OutboxMessage, Person, Program
 from memory.models_scheduler import OutboxSend
-from scheduler.planner import away_of
+from scheduler.audience import away_of
 from scheduler.plans import ProgramSchedule
 from scheduler.windows import is_open, next_open, zone
 

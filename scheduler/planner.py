@@ -24,106 +24,33 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.db import transaction
-from memory.models import OPEN_STATUSES, ChannelIdentity, Checkin, Enrollment, OutboxMessage, Person, Program, Wave
-from memory.models_scheduler import Absence
-from memory.wave_views import Vectoriser, freeze_due
+from memory.models import OPEN_STATUSES, Checkin, Enrollment, OutboxMessage, Person, Program, Wave
+from memory.wave_views import Vectoriser
+from scheduler import upkeep
+from scheduler.audience import (
+    ANSWERED_RECENTLY,
+    NO_WINDOW,
+    OPTED_OUT,
+    UNREACHABLE,
+    PlanningPeople,
+    TickReport,
+    load_people,
+    pick_channel,
+)
 from scheduler.cadence import cron_trigger, cron_wave_key, first_anchor, latest_due, latest_fire
 from scheduler.frequency import HELD_BACK, earliest_allowed
 from scheduler.plans import ProgramSchedule, outbox_key
+from scheduler.upkeep import Expire
 from scheduler.waves import closed_early
 from scheduler.windows import Away, next_open, zone
 
 log = logging.getLogger(__name__)
-
-#: Closes a check-in whose window ended: ``CheckinService.expire`` on the bot side.
-Expire = Callable[[Session, Checkin, dt.datetime], None]
-
-# Reasons recorded on skipped rows (``OutboxMessage.last_error``); ``rapport status`` counts them.
-OPTED_OUT = "opted out"
-UNREACHABLE = "unreachable: no reachable identity on the program's channels"
-NO_WINDOW = "no send window before the wave closes"
-EXPIRED = "check-in expired"
-ANSWERED_RECENTLY = "answered recently"
-#: Channels reached by e-mail (the web link): reachable when the person has an e-mail address.
-BY_EMAIL = frozenset({"web"})
-#: Channels that need no identity row: delivery routes to them by the person's key.
-ALWAYS_REACHABLE = frozenset({"terminal"}) | BY_EMAIL
-
-
-@dataclass
-class TickReport:
-    waves: int = 0
-    invitations: int = 0
-    reminders: int = 0
-    expired: int = 0
-    opted_out: int = 0
-    unreachable: int = 0
-    no_window: int = 0
-    answered_recently: int = 0
-    # Delayed or skipped by the contact limit across programs (scheduler.frequency).
-    held_back: int = 0
-    # Not invited: an invitation of the same program from another wave is still waiting to go out.
-    already_invited: int = 0
-
-    def add(self, other: TickReport) -> None:
-        for name in vars(self):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
-
-
-@dataclass
-class _People:
-    """What planning needs about people, loaded in bulk."""
-
-    channels: dict[int, list[str]] = field(default_factory=dict)
-    away: dict[int, Away] = field(default_factory=dict)
-
-
-def load_people(s: Session, person_ids: Iterable[int], on: dt.date) -> _People:
-    ids = list(set(person_ids))
-    out = _People()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for person_id, channel in s.execute(
-            select(ChannelIdentity.person_id, ChannelIdentity.channel).where(
-                ChannelIdentity.person_id.in_(chunk), ChannelIdentity.reachable.is_(True)
-            )
-        ):
-            out.channels.setdefault(person_id, []).append(channel)
-        for person_id in s.scalars(
-            select(Person.id).where(Person.id.in_(chunk), Person.email.is_not(None), Person.email != "")
-        ):
-            out.channels.setdefault(person_id, []).extend(BY_EMAIL)
-        ranges: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
-        for absence in s.scalars(
-            select(Absence).where(Absence.person_id.in_(chunk), Absence.ends_on >= on - dt.timedelta(days=1))
-        ):
-            ranges[absence.person_id].append((absence.starts_on, absence.ends_on))
-        for person_id, spans in ranges.items():
-            out.away[person_id] = Away(ranges=tuple(sorted(spans)))
-    return out
-
-
-def away_of(s: Session, person_id: int) -> Away:
-    spans = s.execute(select(Absence.starts_on, Absence.ends_on).where(Absence.person_id == person_id)).all()
-    return Away(ranges=tuple(sorted((a, b) for a, b in spans)))
-
-
-def pick_channel(program: ProgramSchedule, reachable: Sequence[str]) -> str | None:
-    for channel in program.channels:
-        if channel in reachable or (channel in ALWAYS_REACHABLE and channel not in BY_EMAIL):
-            return channel
-    return None
 
 
 class Planner:
@@ -150,9 +77,9 @@ class Planner:
             with transaction(self.sessions) as s:
                 report.add(self.plan_invitations(s, program, now))
             with transaction(self.sessions) as s:
-                report.add(self.plan_reminders(s, program, now))
+                report.add(upkeep.plan_reminders(s, program, now))
             with transaction(self.sessions) as s:
-                report.add(self.expire_due(s, program, now))
+                report.add(upkeep.expire_due(s, program, now, expire=self.expire, encode=self.encode))
         if any(report.as_dict().values()):
             log.info("planned", extra=report.as_dict())
         return report
@@ -457,7 +384,7 @@ class Planner:
         wave: Wave,
         due: dt.datetime,
         closes: dt.datetime,
-        people: _People,
+        people: PlanningPeople,
         now: dt.datetime,
         report: TickReport,
         *,
@@ -491,121 +418,3 @@ class Planner:
                 created_at=now,
             )  # fmt: skip
         s.add(message)
-
-    # Reminders --------------------------------------------------------------------------------
-
-    def plan_reminders(self, s: Session, program: ProgramSchedule, now: dt.datetime) -> TickReport:
-        report = TickReport()
-        if program.reminders <= 0:
-            return report
-        rows = s.execute(
-            select(Checkin, Person, Wave)
-            .join(Person, Person.id == Checkin.person_id)
-            .join(Wave, Wave.id == Checkin.wave_id)
-            .join(Program, Program.id == Checkin.program_id)
-            .where(
-                Program.name == program.name,
-                Checkin.status.in_(OPEN_STATUSES),
-                Checkin.expires_at > now,
-                Checkin.reminders_sent < program.reminders,
-                Person.opted_out_at.is_(None),
-            )
-        )
-        wanted: list[tuple[Checkin, Person, Wave, int, dt.datetime, dt.datetime]] = []
-        for checkin, person, wave in rows:
-            assert checkin.expires_at is not None
-            n, due, until = reminder_due(checkin.started_at, checkin.expires_at, program.reminders, now)
-            if n > checkin.reminders_sent:
-                wanted.append((checkin, person, wave, n, due, until))
-        if not wanted:
-            return report
-        existing = set(
-            s.scalars(
-                select(OutboxMessage.key).where(
-                    OutboxMessage.kind == "reminder", OutboxMessage.checkin_id.in_([c.id for c, *_ in wanted])
-                )
-            )
-        )
-        people = load_people(s, [p.id for _, p, *_ in wanted], now.date())
-        for checkin, person, wave, n, due, until in wanted:
-            key = outbox_key("reminder", program.name, wave.key, person.key, n)
-            if key in existing:
-                continue
-            opens = next_open(max(due, now), program.window, zone(person.timezone), people.away.get(person.id, Away()))
-            if opens is None or opens >= until:
-                continue  # no decent hour before the next reminder or the end; the next one will try
-            message = OutboxMessage(
-                    key=key, kind="reminder", person_id=person.id, owner_id=person.owner_id,
-                    program_id=checkin.program_id, wave_id=wave.id, checkin_id=checkin.id, channel=checkin.channel,
-                    payload={"program": program.name, "wave": wave.key, "n": n}, status="pending",
-                    not_before=opens, not_after=until, attempts=0, created_at=now,
-                )  # fmt: skip
-            s.add(message)
-            report.reminders += 1
-        return report
-
-    # Expiry -----------------------------------------------------------------------------------
-
-    def expire_due(self, s: Session, program: ProgramSchedule, now: dt.datetime) -> TickReport:
-        report = TickReport()
-        checkins = list(
-            s.scalars(
-                select(Checkin)
-                .join(Program, Program.id == Checkin.program_id)
-                .where(
-                    Program.name == program.name,
-                    Checkin.status.in_(OPEN_STATUSES),
-                    Checkin.expires_at.is_not(None),
-                    Checkin.expires_at <= now,
-                )
-            )
-        )
-        for checkin in checkins:
-            if self.expire is not None:
-                self.expire(s, checkin, now)
-            if checkin.status in OPEN_STATUSES:
-                checkin.status, checkin.updated_at = "expired", now
-            report.expired += 1
-        if checkins:
-            s.execute(
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.checkin_id.in_([c.id for c in checkins]),
-                    OutboxMessage.status == "pending",
-                )
-                .values(status="skipped", last_error=EXPIRED)
-                .execution_options(synchronize_session=False)
-            )
-        s.execute(
-            update(Wave)
-            .where(
-                Wave.program_id.in_(select(Program.id).where(Program.name == program.name)),
-                Wave.closed_at.is_(None),
-                Wave.closes_at <= now,
-            )
-            .values(closed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        row = s.scalar(select(Program).where(Program.name == program.name))
-        if row is not None:
-            # Check-ins past their end were expired above, so nothing can still join these views.
-            freeze_due(s, row, now, encode=self.encode)
-        return report
-
-
-def reminder_due(
-    started_at: dt.datetime, expires_at: dt.datetime, reminders: int, now: dt.datetime
-) -> tuple[int, dt.datetime, dt.datetime]:
-    """The latest reminder due at ``now``: (its number, 0 if none, due time, send-by time).
-
-    Reminder i of N is due at ``started + i * (expires - started) / (N + 1)`` and must go out
-    before reminder i + 1 is due (or before the check-in expires, for the last one).
-    """
-    gap = (expires_at - started_at) / (reminders + 1)
-    n = 0
-    for i in range(1, reminders + 1):
-        if started_at + gap * i <= now:
-            n = i
-    due = started_at + gap * n
-    until = expires_at if n == reminders else started_at + gap * (n + 1)
-    return n, due, until

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from memory.models import Answer, Checkin, OutboxMessage, Person, Program, Wave
+from scheduler.audience import OPTED_OUT, UNREACHABLE
 from scheduler.frequency import HELD_BACK
-from scheduler.planner import OPTED_OUT, UNREACHABLE
 from scheduler.waves import human_name
 from scheduler.windows import zone
 

@@ -14,7 +14,8 @@ from memory import store
 from memory.db import transaction
 from memory.models import Checkin, Enrollment, OutboxMessage, Person, Wave
 from memory.models_scheduler import Absence
-from scheduler.planner import ANSWERED_RECENTLY, NO_WINDOW, OPTED_OUT, UNREACHABLE, Planner
+from scheduler.audience import ANSWERED_RECENTLY, NO_WINDOW, OPTED_OUT, UNREACHABLE
+from scheduler.planner import Planner
 from tests.scheduler.conftest import add_people
 
 UTC = dt.UTC
