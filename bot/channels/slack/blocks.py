@@ -21,6 +21,9 @@ RATING_ACTION = "rapport_rating"
 # conversation as a typed "stop" is (``bot.engine.flow``).
 STOP_ACTION = "rapport_stop"
 HOME_STOP_ACTION = "rapport_home_stop"
+# Yes/No under "Do you want to stop all check-ins?": the ``yes``/``no`` commands (value
+# "<check-in id>:yes"), answered once per message like a rating.
+CONFIRM_ACTION = "rapport_confirm"
 HOME_RESUME_ACTION = "rapport_home_resume"
 # A "Delete" button beside each answer on the App Home (its value: the answer's number).
 HOME_DELETE_ACTION = "rapport_home_delete"
@@ -40,6 +43,16 @@ def message_payload(message: Outbound) -> JSON:
     """
     if message.blocks:
         return {"text": message.text, "blocks": [dict(b) for b in message.blocks[:MAX_BLOCKS]]}
+    if message.confirm and message.checkin_id is not None:
+        answers = []
+        for label, word in (("Yes", "yes"), ("No", "no")):
+            button = _button(label, f"{CONFIRM_ACTION}_{word}", style="danger" if word == "yes" else None)
+            button["value"] = f"{int(message.checkin_id)}:{word}"
+            answers.append(button)
+        return {"text": message.text, "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}},
+            {"type": "actions", "block_id": CONFIRM_ACTION, "elements": answers},
+        ]}  # fmt: skip
     if not message.choices or message.checkin_id is None:
         return {"text": message.text}
     blocks: list[JSON] = [{"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}}]
