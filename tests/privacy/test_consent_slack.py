@@ -59,6 +59,22 @@ async def test_the_stop_button_under_a_question_asks_to_confirm(slack_rig: Slack
     assert slack_rig.posted_texts(dm_of(ADA))[-1] == mrkdwn("person/opted_out_reminder")
 
 
+async def test_text_questions_carry_the_stop_button_too(slack_rig: SlackRig) -> None:
+    await slack_rig.roster("ada", slack_user=ADA)
+    await slack_rig.invite("ada")
+    rating = slack_rig.last_rating_message(dm_of(ADA))
+    await slack_rig.click(ADA, value=8)
+    text_question = slack_rig.posted(dm_of(ADA))[-1]
+    assert [b["block_id"] for b in text_question["blocks"] if b["type"] == "actions"] == ["rapport_stop"]
+    assert slack_rig.last_rating_message(dm_of(ADA))["ts"] == rating["ts"], "a text question is no rating question"
+
+    await slack_rig.post(slack_rig.block_actions(ADA, text_question, stop_button(text_question)), form=True)
+    assert slack_rig.posted_texts(dm_of(ADA))[-1] == mrkdwn("person/confirm_stop")
+    await slack_rig.dm(ADA, "no")
+    assert slack_rig.posted_texts(dm_of(ADA))[-1] == text_question["text"], "the text question comes back"
+    assert not opted_out(slack_rig)
+
+
 async def test_yes_and_no_buttons_answer_the_stop_question_once(slack_rig: SlackRig) -> None:
     await slack_rig.roster("ada", slack_user=ADA)
     await slack_rig.invite("ada")

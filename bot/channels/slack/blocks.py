@@ -17,7 +17,7 @@ from bot.engine.ports import Outbound
 JSON = dict[str, Any]
 
 RATING_ACTION = "rapport_rating"
-# The stop button on every check-in question with buttons: the ``stop`` command, confirmed in the
+# The stop button under every check-in question: the ``stop`` command, confirmed in the
 # conversation as a typed "stop" is (``bot.engine.flow``).
 STOP_ACTION = "rapport_stop"
 HOME_STOP_ACTION = "rapport_home_stop"
@@ -34,9 +34,10 @@ MAX_BLOCKS = 50
 
 
 def message_payload(message: Outbound) -> JSON:
-    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question (and a
-    "Stop check-ins" button under them), or the message's own Block Kit ``blocks`` (a digest)
-    with ``text`` as the notification fallback.
+    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question and a
+    "Stop check-ins" button under every question (text questions and follow-ups too), Yes/No
+    under "stop?", or the message's own Block Kit ``blocks`` (a digest) with ``text`` as the
+    notification fallback.
 
     ``message.text`` is already rendered for ``slack_mrkdwn`` (people's words escaped), and
     ``message.blocks`` are built by Rapport with people's words inert.
@@ -53,7 +54,7 @@ def message_payload(message: Outbound) -> JSON:
             {"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}},
             {"type": "actions", "block_id": CONFIRM_ACTION, "elements": answers},
         ]}  # fmt: skip
-    if not message.choices or message.checkin_id is None:
+    if message.checkin_id is None or not (message.choices or message.kind in ("question", "followup")):
         return {"text": message.text}
     blocks: list[JSON] = [{"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}}]
     buttons = [
