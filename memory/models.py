@@ -235,6 +235,8 @@ class Answer(Base):
         Index("ix_answers_history", "person_id", "program_id", "question", "answered_at"),
         # Digests read each check-in's first rating from this index alone.
         Index("ix_answers_rating", "checkin_id", "kind", "skipped", "rating"),
+        # A deleted answer's number must never name another answer later (ids are not reused).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

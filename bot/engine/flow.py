@@ -376,6 +376,9 @@ def _command(state: State, name: str, now: dt.datetime) -> Transition:
         return Transition(state, (Say("help"), *_pending(state)))
     if name == "start":
         return advance(state, Resume(), now)
+    if name in ("yes", "no"):
+        # The Yes/No buttons under "stop?": typed words while it waits; from an old message, nothing.
+        return advance(state, Reply(name), now) if state.stage == "confirm_stop" else Transition(state, _pending(state))
     if name == "stop":
         if state.stage == "confirm_stop":
             return Transition(replace(state, stage="opted_out", paused_stage=None), (OptOut(), Say("opted_out")))

@@ -56,6 +56,9 @@ class Outbound:
     # "question" (a core question), "followup", or "message".
     kind: Literal["question", "followup", "message"] = "message"
     question: str | None = None
+    # A yes/no question (confirming a stop): channels with buttons add Yes and No, which send the
+    # ``yes``/``no`` commands (the words a person could type); needs ``checkin_id``.
+    confirm: bool = False
     # Slack Block Kit blocks, built by Rapport (people's words already made inert). Channels that
     # understand them (Slack) post them, with ``text`` as the notification fallback; all other
     # channels send ``text`` alone, so ``text`` must always be the whole message on its own.

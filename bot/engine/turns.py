@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -125,7 +125,10 @@ class Turns:
                 )  # fmt: skip
             if effect.template == "invitation":
                 params["who_sees"] = who_sees([turn.script], turn.markup)
-            turn.out.append(say(effect.template, turn.markup, **params))
+            message = say(effect.template, turn.markup, **params)
+            if effect.template == "confirm_stop":
+                message = replace(message, confirm=True, checkin_id=checkin.id)
+            turn.out.append(message)
             if effect.template == "help":
                 turn.out += told(who_sees([turn.script], turn.markup))
         elif isinstance(effect, flow.Ask):

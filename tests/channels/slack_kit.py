@@ -37,6 +37,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import App
 from bot.channels.base import Address, Sent
 from bot.channels.slack import SlackChannel
+from bot.channels.slack.blocks import RATING_ACTION
 from bot.web import make_web_app
 from memory.importing import import_people
 from tests.fakes.slack_api import FakeSlackAPI
@@ -193,9 +194,26 @@ class SlackRig:
         return [p["text"] for p in self.posted(channel) if p.get("ts")]
 
     def last_rating_message(self, channel: str) -> JSON:
-        posts = [p for p in self.posted(channel) if p.get("blocks") and p.get("ts")]
+        """The latest message with rating buttons (other messages carry buttons too: "stop?",
+        "Stop check-ins" under a text question)."""
+        posts = [p for p in self.posted(channel) if p.get("ts") and has_action(p, RATING_ACTION)]
         assert posts, f"no rating message in {channel}"
         return posts[-1]
+
+    def last_message_with(self, channel: str, action: str) -> JSON:
+        """The latest message carrying a button whose action id starts with ``action``."""
+        posts = [p for p in self.posted(channel) if p.get("ts") and has_action(p, action)]
+        assert posts, f"no message with {action} in {channel}"
+        return posts[-1]
+
+
+def has_action(message: JSON, action: str) -> bool:
+    return any(
+        str(e.get("action_id", "")).startswith(action)
+        for b in message.get("blocks") or []
+        if b.get("type") == "actions"
+        for e in b.get("elements", [])
+    )
 
 
 def slack_escape(text: str) -> str:

@@ -33,7 +33,7 @@ def test_init_outside_a_checkout_writes_a_commented_starter_config(tmp_path: Pat
     load_config(config)  # the starter validates as written
     # Its SQLite file lives beside the config, wherever init was started from.
     assert (tmp_path / "rapport" / "data" / "rapport.db").exists()
-    assert "database ready at revision 0007_event_replies;" in done.output
+    assert "database ready at revision 0008_answers_autoincrement;" in done.output
 
 
 def test_init_asks_in_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -112,6 +112,18 @@ def test_bad_ratings_say_why(text: str, template: str) -> None:
     assert templates(advance(ASKING_RATING, Reply(text), NOW).effects) == [template]
 
 
+def test_the_yes_and_no_buttons_answer_stop_as_typed_words_and_nothing_else() -> None:
+    asked = advance(ASKING_REASON, Reply("stop"), NOW).state
+    for word in ("yes", "no"):
+        typed, pressed = advance(asked, Reply(word), NOW), advance(asked, Command(word), NOW)
+        assert (pressed.state, pressed.effects) == (typed.state, typed.effects)
+    # From an old message, once the question was answered: the conversation just carries on.
+    for word in ("yes", "no"):
+        late = advance(ASKING_REASON, Command(word), NOW)
+        assert late.state == ASKING_REASON
+        assert [type(e) for e in late.effects] == [Ask]
+
+
 def test_stop_confirmed_is_an_opt_out() -> None:
     asked = advance(ASKING_REASON, Reply("Stop"), NOW).state
     result = advance(asked, Reply("yes"), NOW)

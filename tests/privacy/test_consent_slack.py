@@ -59,6 +59,63 @@ async def test_the_stop_button_under_a_question_asks_to_confirm(slack_rig: Slack
     assert slack_rig.posted_texts(dm_of(ADA))[-1] == mrkdwn("person/opted_out_reminder")
 
 
+async def test_text_questions_carry_the_stop_button_too(slack_rig: SlackRig) -> None:
+    await slack_rig.roster("ada", slack_user=ADA)
+    await slack_rig.invite("ada")
+    rating = slack_rig.last_rating_message(dm_of(ADA))
+    await slack_rig.click(ADA, value=8)
+    text_question = slack_rig.posted(dm_of(ADA))[-1]
+    assert [b["block_id"] for b in text_question["blocks"] if b["type"] == "actions"] == ["rapport_stop"]
+    assert slack_rig.last_rating_message(dm_of(ADA))["ts"] == rating["ts"], "a text question is no rating question"
+
+    await slack_rig.post(slack_rig.block_actions(ADA, text_question, stop_button(text_question)), form=True)
+    assert slack_rig.posted_texts(dm_of(ADA))[-1] == mrkdwn("person/confirm_stop")
+    await slack_rig.dm(ADA, "no")
+    assert slack_rig.posted_texts(dm_of(ADA))[-1] == text_question["text"], "the text question comes back"
+    assert not opted_out(slack_rig)
+
+
+async def test_yes_and_no_buttons_answer_the_stop_question_once(slack_rig: SlackRig) -> None:
+    await slack_rig.roster("ada", slack_user=ADA)
+    await slack_rig.invite("ada")
+    dm = dm_of(ADA)
+
+    async def ask_to_stop() -> tuple[dict, dict, dict]:  # type: ignore[type-arg]
+        await slack_rig.dm(ADA, "stop")
+        message = slack_rig.last_message_with(dm, "rapport_confirm")
+        assert message["text"] == mrkdwn("person/confirm_stop")
+        (block,) = [b for b in message["blocks"] if b["type"] == "actions"]
+        yes, no = block["elements"]
+        return message, yes, no
+
+    message, yes, no = await ask_to_stop()
+    checkin = yes["value"].split(":")[0]
+    assert [(b["text"]["text"], b["value"]) for b in (yes, no)] == [("Yes", f"{checkin}:yes"), ("No", f"{checkin}:no")]
+    # "No" carries on, as a typed "no"; a second click on the same message does nothing more.
+    await slack_rig.post(slack_rig.block_actions(ADA, message, no), form=True)
+    await slack_rig.post(slack_rig.block_actions(ADA, message, no), form=True)
+    assert slack_rig.posted_texts(dm).count(mrkdwn("person/stop_cancelled")) == 1
+    assert not opted_out(slack_rig)
+    (update,) = [c.params for c in slack_rig.api.calls if c.method == "chat.update"]
+    assert "Your answer: *No*" in str(update["text"]), "the buttons are replaced by the answer"
+
+    # An old "stop?" answered by typing: its Yes, clicked late, stops nothing.
+    stale, stale_yes, _ = await ask_to_stop()
+    await slack_rig.dm(ADA, "no")
+    await slack_rig.post(slack_rig.block_actions(ADA, stale, stale_yes), form=True)
+    assert not opted_out(slack_rig)
+    assert mrkdwn("person/opted_out") not in slack_rig.posted_texts(dm)
+
+    # "Yes" stops, once; a forged value does nothing.
+    message, yes, _ = await ask_to_stop()
+    await slack_rig.post(slack_rig.block_actions(ADA, message, {**yes, "value": f"{checkin}:maybe"}), form=True)
+    assert not opted_out(slack_rig)
+    await slack_rig.post(slack_rig.block_actions(ADA, message, yes), form=True)
+    await slack_rig.post(slack_rig.block_actions(ADA, message, yes), form=True)
+    assert opted_out(slack_rig)
+    assert slack_rig.posted_texts(dm).count(mrkdwn("person/opted_out")) == 1
+
+
 async def test_a_stop_button_from_a_stranger_or_with_a_forged_value_stops_nobody(slack_rig: SlackRig) -> None:
     await slack_rig.roster("ada", slack_user=ADA)
     await slack_rig.invite("ada")

@@ -203,3 +203,56 @@ async def test_an_owner_cannot_act_on_someone_else_s_person(make_app, telegram_a
             assert (promise.person_id, promise.text) == (store.require_person(s, "ann").id, "a named contact")
     finally:
         await channel.stop()
+
+
+async def test_yes_and_no_buttons_answer_the_stop_question_once(make_app, telegram_api: FakeTelegramAPI) -> None:
+    app = make_app()
+    add_person(app)
+    channel = await started(app, telegram_api)
+
+    async def confirm_message() -> tuple[int, dict]:  # type: ignore[type-arg]
+        assert telegram_api.sent_texts()[-1] == html("person/confirm_stop")
+        # The fake numbers sent messages 1, 2, 3...: the question to confirm is the last one.
+        return len(telegram_api.calls_to("sendMessage")), telegram_api.calls_to("sendMessage")[-1]
+
+    try:
+        begun = app.service.start(person_ref="ann", program="customers", now=T0, channel="telegram",
+                                  markup="telegram_html")  # fmt: skip
+        await channel.send(ADDRESS, begun.messages)
+        await channel.process_update(text_update("stop"))
+        asked, message = await confirm_message()
+        (row,) = message["reply_markup"]["inline_keyboard"]
+        assert [(b["text"], b["callback_data"]) for b in row] == [
+            ("Yes", f"c:{begun.checkin_id}:yes"), ("No", f"c:{begun.checkin_id}:no")]  # fmt: skip
+
+        # "No" carries on, as a typed "no"; a second tap on the same message does nothing more.
+        await channel.process_update(press_update(f"c:{begun.checkin_id}:no", message_id=asked))
+        await channel.process_update(press_update(f"c:{begun.checkin_id}:no", message_id=asked))
+        assert telegram_api.sent_texts().count(html("person/stop_cancelled")) == 1
+        assert telegram_api.calls_to("sendMessage")[-1]["reply_markup"]["inline_keyboard"][-1][0]["text"] == (
+            "Stop check-ins"
+        )
+        assert not opted_out(app)
+
+        # An old "stop?" answered by typing: its Yes, tapped late, stops nothing.
+        await channel.process_update(text_update("stop"))
+        stale, _ = await confirm_message()
+        await channel.process_update(text_update("no"))
+        await channel.process_update(press_update(f"c:{begun.checkin_id}:yes", message_id=stale))
+        assert not opted_out(app)
+        assert telegram_api.sent_texts()[-1] != html("person/opted_out")
+
+        # "Yes" stops, once.
+        await channel.process_update(text_update("stop"))
+        asked, _ = await confirm_message()
+        await channel.process_update(press_update(f"c:{begun.checkin_id}:yes", message_id=asked))
+        await channel.process_update(press_update(f"c:{begun.checkin_id}:yes", message_id=asked))
+        assert opted_out(app)
+        assert telegram_api.sent_texts().count(html("person/opted_out")) == 1
+        assert {"chat_id": str(CHAT), "message_id": str(asked)}.items() <= {
+            k: str(v) for k, v in telegram_api.calls_to("editMessageReplyMarkup")[-1].items()
+        }.items(), "the tapped keyboard is closed"
+        await channel.process_update(press_update("c:1:maybe"))  # forged: answered, nothing else
+        assert telegram_api.sent_texts().count(html("person/opted_out")) == 1
+    finally:
+        await channel.stop()

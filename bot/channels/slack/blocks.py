@@ -17,10 +17,13 @@ from bot.engine.ports import Outbound
 JSON = dict[str, Any]
 
 RATING_ACTION = "rapport_rating"
-# The stop button on every check-in question with buttons: the ``stop`` command, confirmed in the
+# The stop button under every check-in question: the ``stop`` command, confirmed in the
 # conversation as a typed "stop" is (``bot.engine.flow``).
 STOP_ACTION = "rapport_stop"
 HOME_STOP_ACTION = "rapport_home_stop"
+# Yes/No under "Do you want to stop all check-ins?": the ``yes``/``no`` commands (value
+# "<check-in id>:yes"), answered once per message like a rating.
+CONFIRM_ACTION = "rapport_confirm"
 HOME_RESUME_ACTION = "rapport_home_resume"
 # A "Delete" button beside each answer on the App Home (its value: the answer's number).
 HOME_DELETE_ACTION = "rapport_home_delete"
@@ -31,16 +34,27 @@ MAX_BLOCKS = 50
 
 
 def message_payload(message: Outbound) -> JSON:
-    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question (and a
-    "Stop check-ins" button under them), or the message's own Block Kit ``blocks`` (a digest)
-    with ``text`` as the notification fallback.
+    """``chat.postMessage`` arguments: mrkdwn text, plus buttons for a rating question and a
+    "Stop check-ins" button under every question (text questions and follow-ups too), Yes/No
+    under "stop?", or the message's own Block Kit ``blocks`` (a digest) with ``text`` as the
+    notification fallback.
 
     ``message.text`` is already rendered for ``slack_mrkdwn`` (people's words escaped), and
     ``message.blocks`` are built by Rapport with people's words inert.
     """
     if message.blocks:
         return {"text": message.text, "blocks": [dict(b) for b in message.blocks[:MAX_BLOCKS]]}
-    if not message.choices or message.checkin_id is None:
+    if message.confirm and message.checkin_id is not None:
+        answers = []
+        for label, word in (("Yes", "yes"), ("No", "no")):
+            button = _button(label, f"{CONFIRM_ACTION}_{word}", style="danger" if word == "yes" else None)
+            button["value"] = f"{int(message.checkin_id)}:{word}"
+            answers.append(button)
+        return {"text": message.text, "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}},
+            {"type": "actions", "block_id": CONFIRM_ACTION, "elements": answers},
+        ]}  # fmt: skip
+    if message.checkin_id is None or not (message.choices or message.kind in ("question", "followup")):
         return {"text": message.text}
     blocks: list[JSON] = [{"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}}]
     buttons = [

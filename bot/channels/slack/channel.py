@@ -255,7 +255,7 @@ class SlackChannel:
             # must not show this one.
             log.info("slack: a second click on the same rating message ignored")
             return
-        view = chosen_view(body.get("message"), inbound.value)
+        view = chosen_view(body.get("message"), inbound)
         if view is not None:
             text, blocks = view
             try:

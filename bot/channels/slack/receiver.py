@@ -26,6 +26,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.channels.slack.blocks import (
+    CONFIRM_ACTION,
     HOME_DELETE_ACTION,
     HOME_RESUME_ACTION,
     HOME_STOP_ACTION,
@@ -140,7 +141,7 @@ class SlackReceiver:
         async def on_other_event(body: JSON) -> None:
             log.debug("slack event ignored", extra={"event_type": str(obj(body.get("event")).get("type"))[:50]})
 
-        @app.action(re.compile(f"^{RATING_ACTION}"))
+        @app.action(re.compile(f"^({RATING_ACTION}|{CONFIRM_ACTION}_)"))
         async def on_rating(ack: Ack, body: JSON, client: AsyncWebClient) -> None:
             await ack()
             to.spawn(to.on_rating(body, client))

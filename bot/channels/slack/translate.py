@@ -21,6 +21,7 @@ NAME = "slack"
 # "<check-in id>:<value>": both whole numbers; anything else is refused (the value is untrusted).
 _RATING_VALUE = re.compile(r"^(\d{1,12}):(-?\d{1,3})$")
 _CHECKIN_ID = re.compile(r"^\d{1,12}$")
+_CONFIRM_VALUE = re.compile(r"^(\d{1,12}):(yes|no)$")
 # Message subtypes that carry a person's own words. Other subtypes are Slack's notices
 # (channel_join, pinned_item, ...) and are not answers.
 _TEXT_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
@@ -84,7 +85,8 @@ def translate_message(body: JSON, *, workspace: str, now: dt.datetime) -> tuple[
 
 
 def translate_rating(body: JSON, *, workspace: str, now: dt.datetime) -> tuple[Inbound, str, str] | None:
-    """A rating button click as (Inbound, channel, message ts), or None when it is not valid."""
+    """A rating (or Yes/No) button click as (Inbound, channel, message ts), or None when it is not
+    valid."""
     actions = body.get("actions")
     action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else None
     user = text_of(dig(body, "user", "id"))
@@ -92,6 +94,14 @@ def translate_rating(body: JSON, *, workspace: str, now: dt.datetime) -> tuple[I
     message_ts = text_of(dig(body, "container", "message_ts")) or text_of(dig(body, "message", "ts"))
     if action is None or not user or not channel or not message_ts:
         return None
+    confirm = _CONFIRM_VALUE.match(str(action.get("value") or ""))
+    if confirm is not None:
+        # Yes/No under "stop?": the ``yes``/``no`` command, once per message as a rating is.
+        inbound = Inbound(
+            channel=NAME, sender=user, workspace=workspace, kind="command", command=confirm.group(2),
+            checkin_id=int(confirm.group(1)), received_at=now, event_key=f"confirm:{channel}:{message_ts}",
+        )  # fmt: skip
+        return inbound, channel, message_ts
     match = _RATING_VALUE.match(str(action.get("value") or ""))
     if match is None:
         log.warning("slack: rating button with an invalid value refused")
@@ -126,12 +136,13 @@ def translate_stop(body: JSON, *, workspace: str, now: dt.datetime) -> tuple[Inb
     return inbound, channel
 
 
-def chosen_view(message: Any, value: int | None) -> tuple[str, list[JSON]] | None:
-    """The rating message with its buttons replaced by the choice made: (text, blocks)."""
+def chosen_view(message: Any, inbound: Inbound) -> tuple[str, list[JSON]] | None:
+    """The rating (or Yes/No) message with its buttons replaced by the choice made: (text, blocks)."""
     if not isinstance(message, dict):
         return None
     blocks = [b for b in (message.get("blocks") or []) if isinstance(b, dict) and b.get("type") not in ("actions",)]
-    chosen = f"Your answer: *{int(value or 0)}*"
+    answer = str(inbound.command).capitalize() if inbound.kind == "command" else str(int(inbound.value or 0))
+    chosen = f"Your answer: *{answer}*"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": chosen}]})
     return f"{text_of(message.get('text')) or ''}\n{chosen}", blocks
 

@@ -27,6 +27,8 @@ CALLBACK_DATA = re.compile(r"^r:(\d{1,12}):(-?\d{1,3})$")
 # The "Stop check-ins" button under a question: "s:<check-in id>".
 STOP_DATA_PREFIX = "s:"
 STOP_DATA = re.compile(r"^s:(\d{1,12})$")
+# Yes/No under "Do you want to stop all check-ins?": "c:<check-in id>:yes" or ":no".
+CONFIRM_DATA = re.compile(r"^c:(\d{1,12}):(yes|no)$")
 _PRIVATE = "private"
 # Messages Telegram itself writes into a chat (pins, joins, payments...): nothing to answer.
 SERVICE_KEYS = frozenset({
@@ -213,8 +215,16 @@ def _callback(query: Mapping[str, Any], key: str | None, now: dt.datetime) -> Ac
     data = data if isinstance(data, str) and len(data) <= 64 else ""
     match = CALLBACK_DATA.match(data)
     stop = STOP_DATA.match(data)
+    confirm = CONFIRM_DATA.match(data)
     inbound = None
-    if stop is not None:
+    if confirm is not None:
+        # The ``yes``/``no`` command, as typed; one answer per message, whatever the taps.
+        inbound = Inbound(
+            channel=NAME, sender=str(chat_id), kind="command", command=confirm.group(2),
+            checkin_id=int(confirm.group(1)) or None, received_at=now,
+            event_key=f"confirm:{chat_id}:{message_id}" if message_id is not None else key,
+        )  # fmt: skip
+    elif stop is not None:
         # The stop command: the conversation asks to confirm, exactly as for a typed /stop.
         inbound = Inbound(
             channel=NAME, sender=str(chat_id), kind="command", command="stop",

@@ -86,12 +86,12 @@ class TelegramTransport:
         last: int | None = None
         key = keyboard_key(chat_id)
         for message in messages:
-            if message.choices:
+            if message.choices or message.confirm:
                 live = await asyncio.to_thread(self.marks.pop, key, now=self.clock())
                 await self.close_keyboard(chat_id, int(live) if live and live.isdigit() else None)
             sent = await self.call(chat_id, functools.partial(self._send_one, chat_id, message))
             last = sent.message_id
-            if message.choices and isinstance(last, int):
+            if (message.choices or message.confirm) and isinstance(last, int):
                 await asyncio.to_thread(self.marks.put, key, str(last), now=self.clock(), ttl=KEYBOARD_FOR)
         return Sent(external_ref=str(last) if last is not None else None)
 
@@ -162,7 +162,12 @@ class TelegramTransport:
 
 def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
     """Rating buttons, at most six to a row; each carries the check-in and its value. A last row
-    holds "Stop check-ins" (the ``stop`` command, confirmed in the conversation as a typed one)."""
+    holds "Stop check-ins" (the ``stop`` command, confirmed in the conversation as a typed one).
+    "Stop?" gets Yes and No (the ``yes``/``no`` commands)."""
+    if message.confirm and message.checkin_id is not None:
+        yes_no = [InlineKeyboardButton(label, callback_data=f"c:{message.checkin_id}:{label.lower()}")
+                  for label in ("Yes", "No")]  # fmt: skip
+        return InlineKeyboardMarkup([yes_no])
     if not message.choices:
         return None
     checkin = message.checkin_id or 0
