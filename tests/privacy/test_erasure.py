@@ -23,22 +23,29 @@ NOW = T0 + dt.timedelta(days=30)
 
 
 def table_text(app: App) -> str:
-    """Every text, JSON and binary value of every table in the database, as one string."""
+    """Every text, JSON and binary value of every table in the database, as one string.
+
+    Rows are sorted within each table: PostgreSQL returns an unordered SELECT in whatever order
+    its pages hold (an UPDATE moves a row), so two snapshots compare by content, not by order."""
     chunks: list[str] = []
     with app.engine.connect() as conn:
-        for table_name in inspect(conn).get_table_names():
+        for table_name in sorted(inspect(conn).get_table_names()):
             columns = inspect(conn).get_columns(table_name)
             wanted = [c["name"] for c in columns if isinstance(c["type"], String | Text | JSON | LargeBinary)
                       or "JSON" in str(c["type"]).upper()]  # fmt: skip
             if not wanted:
                 continue
             cols = ", ".join(f'"{c}"' for c in wanted)
+            rows: list[str] = []
             for row in conn.execute(text(f'SELECT {cols} FROM "{table_name}"')):
+                values: list[str] = []
                 for value in row:
                     if isinstance(value, bytes | memoryview):
-                        chunks.append(bytes(value).decode("utf-8", "replace"))
+                        values.append(bytes(value).decode("utf-8", "replace"))
                     elif value is not None:
-                        chunks.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+                        values.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+                rows.append("\n".join(values))
+            chunks += sorted(rows)
     return "\n".join(chunks)
 
 
