@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, union_all
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
 from memory.models import OPEN_STATUSES, Answer, Checkin, FollowUp, Outcome, Person, Program, Promise
@@ -77,6 +77,15 @@ def owners_scope(owner_ids: Sequence[int] | None) -> ColumnElement[bool]:
     if owner_ids is None:
         return Person.owner_id.is_not(None)
     return Person.owner_id.in_(list(owner_ids))
+
+
+def set_work_mem(s: Session, work_mem: str | None) -> None:
+    """On PostgreSQL, let this transaction's sorts and hashes use ``work_mem`` (e.g. "64MB") each.
+
+    ``set_config(..., true)`` is ``SET LOCAL``: it ends with the transaction, so the pool's
+    connections keep the server's default. None (or another database) leaves it as it is."""
+    if work_mem and s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT set_config('work_mem', :value, true)"), {"value": work_mem})
 
 
 def _chunks(ids: Sequence[int], size: int = 5000) -> list[list[int]]:
@@ -234,10 +243,10 @@ def load_reasons(s: Session, rows: Sequence[CheckinRow]) -> None:
             .where(Answer.checkin_id.in_(chunk), Answer.kind == "text", Answer.skipped.is_(False))
             .order_by(Answer.id)
         )
-        for checkin_id, text in s.connection().execute(query):
+        for checkin_id, words in s.connection().execute(query):
             row = by_id[checkin_id]
-            if row.reason is None and text:
-                row.reason = text
+            if row.reason is None and words:
+                row.reason = words
 
 
 def last_followups(
