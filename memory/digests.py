@@ -141,9 +141,9 @@ def build_digests(
     One query per table reads every owner's people at once (:mod:`memory.digest_rows`); the rows
     are grouped by owner in memory. A named owner that does not exist is :class:`NotFound`.
     On PostgreSQL the transaction's ``work_mem`` is raised to ``work_mem`` (None: the server's),
-    so the pass's sorts and hashes of every owner's check-ins stay in memory.
+    so the pass's sorts and hashes of every owner's check-ins stay in memory, and JIT is off.
     """
-    rows.set_work_mem(s, work_mem)
+    rows.tune_transaction(s, work_mem)
     query = select(Owner.id, Owner.key, Owner.name).order_by(Owner.key)
     if owners is not None:
         query = query.where(Owner.key.in_(list(owners)))
