@@ -1,6 +1,7 @@
 """On PostgreSQL a digest pass raises ``work_mem`` for its own transaction alone (SET LOCAL), so
-its sorts and hashes of every owner's check-ins stay in memory; the digests are the same, the
-pool's connections keep the server's setting, and SQLite ignores it. The option is validated."""
+its sorts and hashes of every owner's check-ins stay in memory, and turns JIT off for it; the
+digests are the same, the pool's connections keep the server's settings, and SQLite ignores
+both. The option is validated."""
 
 from __future__ import annotations
 
@@ -22,15 +23,19 @@ def _work_mem(s) -> str | None:
     return str(s.scalar(text("SHOW work_mem")))
 
 
+def _jit(s) -> str | None:
+    return None if s.get_bind().dialect.name != "postgresql" else str(s.scalar(text("SHOW jit")))
+
+
 def test_a_pass_with_more_work_mem_gives_the_same_digests_and_keeps_it_to_its_transaction(make_app) -> None:
     app = make_app()
     _world(app)
     with db.transaction(app.sessions) as s:
-        server = _work_mem(s)
+        server, jit = _work_mem(s), _jit(s)
     assert server != "64MB"  # the server's own (4MB by default), or None on SQLite
     with db.transaction(app.sessions) as s:
         raised = build_digests(s, since=SINCE, until=UNTIL, work_mem="64MB")
-        inside = _work_mem(s)
+        inside, jit_inside = _work_mem(s), _jit(s)
         for owner in OWNERS:
             before = digest_reference.build_digest(s, owner=owner, since=SINCE, until=UNTIL)
             assert raised[owner] == before
@@ -38,10 +43,11 @@ def test_a_pass_with_more_work_mem_gives_the_same_digests_and_keeps_it_to_its_tr
             for fmt in FORMATS:
                 assert render_digest(raised[owner], fmt) == render_digest(before, fmt), (owner, fmt)
     assert inside == (None if server is None else "64MB")
+    assert jit_inside == (None if server is None else "off")  # no compiling for a pass of probes
     # The next transaction, whichever pooled connection it gets, has the server's setting again.
     for _ in range(3):
         with db.transaction(app.sessions) as s:
-            assert _work_mem(s) == server
+            assert (_work_mem(s), _jit(s)) == (server, jit)
     with db.transaction(app.sessions) as s:
         build_digests(s, since=SINCE, until=UNTIL, work_mem=None)
         assert _work_mem(s) == server
