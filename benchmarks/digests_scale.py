@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/digests_scale.py            # smoke: 1,000 people (make bench)
     .venv/bin/python benchmarks/digests_scale.py --full     # 10,000, 30,000 and 100,000 people
     .venv/bin/python benchmarks/digests_scale.py --sizes=100000 --no-baseline
+    .venv/bin/python benchmarks/digests_scale.py --sizes=100000 --no-baseline --postgresql-only
 
 Each size: ``people`` people, 100 per owner, six completed check-ins each (a rating and a reason
 with a 384-float embedding, as live answers have), every tenth person moving by 4 points in the
@@ -14,7 +15,9 @@ in its own transaction, as the digest dispatcher sends them (``per_owner_seconds
 ``--no-baseline``). ``peak_rss_mb`` is the process's peak resident memory after the one pass
 (generation writes in chunks of 5,000 rows, so it stays below it). PostgreSQL runs when
 ``RAPPORT_BENCH_DATABASE_URL`` is set (an empty database or schema it may fill); the figures are
-linear in people when ``s_per_10k_people`` stays flat across sizes.
+linear in people when ``s_per_10k_people`` stays flat across sizes. On PostgreSQL the pass runs
+twice on the same data: first with the server's ``work_mem`` (``server_work_mem_seconds``, the
+same-run before), then with ``digests.work_mem`` from config.yaml (``seconds``).
 """
 
 from __future__ import annotations
@@ -152,10 +155,21 @@ def run(url: str, people: int) -> dict[str, object]:
     with db.transaction(app.sessions) as s:
         owners = list(s.scalars(select(Owner.key).order_by(Owner.id)))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    work_mem = app.config.digests.work_mem
+    before: dict[str, object] = {}
+    if app.engine.dialect.name == "postgresql":
+        # The same-run "before": the same pass with the server's own work_mem (4MB by default).
+        started, cpu = time.perf_counter(), time.process_time()
+        with db.transaction(app.sessions) as s:
+            server = s.scalar(text("SHOW work_mem"))
+            server_digests = build_digests(s, since=since, until=until, work_mem=None)
+        before = {"server_work_mem": server, "server_work_mem_seconds": round(time.perf_counter() - started, 2),
+                  "server_work_mem_cpu_seconds": round(time.process_time() - cpu, 2)}  # fmt: skip
+        del server_digests
     # All owners' digests in one pass, in one transaction.
     started, cpu = time.perf_counter(), time.process_time()
     with db.transaction(app.sessions) as s:
-        digests = build_digests(s, since=since, until=until)
+        digests = build_digests(s, since=since, until=until, work_mem=work_mem)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     changes = sum(len(d.changes) for d in digests.values())
     del digests
@@ -173,6 +187,7 @@ def run(url: str, people: int) -> dict[str, object]:
         "owners": len(owners),
         "checkins": people * WAVES,
         "changes": changes,
+        "work_mem": work_mem if app.engine.dialect.name == "postgresql" else None,
         "seconds": round(seconds, 2),
         "cpu_seconds": round(cpu, 2),
         "s_per_10k_people": round(seconds / people * 10_000, 3),
@@ -183,6 +198,7 @@ def run(url: str, people: int) -> dict[str, object]:
         "per_owner_cpu_seconds": round(base_cpu, 2),
         "per_owner_changes": base_changes,
         "one_pass_vs_per_owner": round(seconds / base_seconds, 3) if base_changes else None,
+        **before,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -225,6 +241,8 @@ if __name__ == "__main__":
         if arg.startswith("--sizes="):  # e.g. --sizes=10000,100000
             sizes = tuple(int(x) for x in arg.split("=", 1)[1].split(","))
     kinds = ["sqlite"] + (["postgresql"] if os.environ.get("RAPPORT_BENCH_DATABASE_URL") else [])
+    if "--postgresql-only" in sys.argv:
+        kinds = ["postgresql"]
     out = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": f"{os.cpu_count()} cores",
            "load_average": [round(x, 2) for x in os.getloadavg()], "waves": WAVES, "per_owner": PER_OWNER}  # fmt: skip
     for kind in kinds:

@@ -384,6 +384,10 @@ class DigestsConfig(Strict):
     # Send digests in which nothing happened ("No changes.")? Off: an owner is only written to
     # when there is something to read. A schedule's own send_empty overrides it for its owners.
     send_empty: bool = False
+    # PostgreSQL only: the memory each sort or hash of a digest may use before it spills to disk
+    # (SET LOCAL work_mem for the digest's transaction alone, which also turns JIT off; null
+    # keeps the server's, 4MB by default). A digest runs a few at once: see docs/deployment.md.
+    work_mem: str | None = Field(default="64MB", pattern=r"^[1-9][0-9]{0,6}(kB|MB|GB)$")
 
     @field_validator("timezone")
     @classmethod

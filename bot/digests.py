@@ -253,6 +253,7 @@ class DigestDelivery:
             d = digests.build_digest(
                 s, owner=owner, since=since, until=until, threshold=self.config.digests.rating_threshold,
                 quote_chars=self.config.digests.quote_chars, encode=self.encode,
+                work_mem=self.config.digests.work_mem,
             )  # fmt: skip
             row = s.scalar(select(Owner).where(Owner.key == owner))
             assert row is not None

@@ -117,10 +117,11 @@ def build_digest(
     threshold: int = 2,
     quote_chars: int = 120,
     encode: Callable[[Sequence[str]], NDArray[np.float32]] | None = None,
+    work_mem: str | None = None,
 ) -> Digest:
     """One owner's digest over ``[since, until)`` (:func:`build_digests` for one owner)."""
     found = build_digests(s, owners=[owner], since=since, until=until, threshold=threshold,
-                          quote_chars=quote_chars, encode=encode)  # fmt: skip
+                          quote_chars=quote_chars, encode=encode, work_mem=work_mem)  # fmt: skip
     return found[owner]
 
 
@@ -133,12 +134,16 @@ def build_digests(
     threshold: int = 2,
     quote_chars: int = 120,
     encode: Callable[[Sequence[str]], NDArray[np.float32]] | None = None,
+    work_mem: str | None = None,
 ) -> dict[str, Digest]:
     """These owners' digests (every owner's when None), by owner key, in one pass.
 
     One query per table reads every owner's people at once (:mod:`memory.digest_rows`); the rows
     are grouped by owner in memory. A named owner that does not exist is :class:`NotFound`.
+    On PostgreSQL the transaction's ``work_mem`` is raised to ``work_mem`` (None: the server's),
+    so the pass's sorts and hashes of every owner's check-ins stay in memory, and JIT is off.
     """
+    rows.tune_transaction(s, work_mem)
     query = select(Owner.id, Owner.key, Owner.name).order_by(Owner.key)
     if owners is not None:
         query = query.where(Owner.key.in_(list(owners)))

@@ -12,7 +12,7 @@ from bot.digests import FORMATS, render_digest
 from memory import db
 from memory.digests import build_digest, build_digests
 from memory.errors import NotFound
-from memory.models import Outcome, Owner, Promise
+from memory.models import Answer, Outcome, Owner, Promise
 from tests.digests import digest_reference
 from tests.history_builder import T0, History, months
 
@@ -163,3 +163,24 @@ def test_the_pass_costs_the_same_queries_for_any_number_of_owners(make_app) -> N
     two = queries()
     add_owners(2, 12)
     assert queries() == two
+
+
+def test_a_checkin_with_two_different_ratings_counts_its_first(make_app) -> None:
+    """Ratings are read as each check-in's lowest and highest: where they differ, the first one
+    by answer id is read, as the per-owner reads did (here the first is the higher one)."""
+    app = make_app()
+    with db.transaction(app.sessions) as s:
+        h = History(s)
+        ann = h.person("ann", owner="lead")
+        h.checkin(ann, "customers", T0, rating=9, text="Fast.")
+        late = h.checkin(ann, "customers", T0 + months(6), rating=8, text="Still fine.")
+        before = h.checkin(ann, "customers", T0 + months(2), rating=3, text="Slow.")
+        for c, rating in ((late, 2), (before, 10)):  # a second rating question, answered later
+            s.add(Answer(checkin_id=c.id, person_id=ann.id, program_id=c.program_id, question="satisfaction",
+                         kind="rating", rating=rating, answered_at=c.completed_at))  # fmt: skip
+        s.flush()
+    with db.transaction(app.sessions) as s:
+        digest = build_digests(s, since=SINCE, until=UNTIL)["lead"]
+        assert digest == digest_reference.build_digest(s, owner="lead", since=SINCE, until=UNTIL)
+    [change] = digest.changes
+    assert (change.old_rating, change.new_rating) == (3, 8)
