@@ -27,6 +27,10 @@ from memory.embeddings import to_bytes
 from memory.models import Answer, Checkin
 
 
+class Moved(Exception):
+    """What the model's work was computed from changed before the write: compute again."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Precomputed:
     """Embedding (and assessment) of the text an event saves, and what they were computed from."""

@@ -5,7 +5,9 @@ with no transaction open (:mod:`bot.engine.precompute`). Then one write transact
 event's idempotency key, checks that what the model's work was computed from has not moved (if it
 has, everything is computed again), and commits the answer, its embedding, a follow-up and the new
 conversation state together, or not at all. A crash before the commit loses nothing: the channel
-redelivers and the event is processed again; a duplicate event key gets no replies.
+redelivers and the event is processed again; a duplicate event key gets no replies, unless the
+channel asked to confirm its replies (``confirm=True``) and never did: then the person is shown
+the question their conversation waits on. Edits are :mod:`bot.engine.edits`.
 
 What a message means is decided by pure rules: :mod:`bot.engine.flow` within a check-in,
 :mod:`bot.engine.outside` for the rest (opted out, between check-ins, non-text, edits, and a
@@ -31,17 +33,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.engine import flow, outside, owners, people, precompute, promises
+from bot.engine.edits import Edits, edited_answer, ends
 from bot.engine.mydata import After, OwnData, Prepared
 from bot.engine.ports import Inbound, Outbound
-from bot.engine.precompute import Precomputed
+from bot.engine.precompute import Moved, Precomputed
 from bot.engine.script import Limits, Script
 from bot.engine.turns import Turn, Turns, enrolled_scripts, say, told, who_sees
 from memory import store
 from memory.changes import ChangeDetector
 from memory.db import transaction
-from memory.embeddings import to_bytes
 from memory.errors import NotEnrolled, OptedOut
-from memory.models import OPEN_STATUSES, Answer, ChannelIdentity, Checkin, FollowUp, Person, ProcessedEvent
+from memory.models import OPEN_STATUSES, Answer, ChannelIdentity, Checkin, Person, ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,6 @@ class Started:
     checkin_id: int
     created: bool
     messages: list[Outbound]
-
-
-class _Moved(Exception):
-    """What the model's work was computed from changed before the write: compute again."""
 
 
 def _utcnow() -> dt.datetime:
@@ -83,6 +81,7 @@ class CheckinService:
         # carries ``received_at``, which is the time the engine uses for it).
         self.clock = clock
         self.turns = Turns(scripts=self.scripts, detector=detector, limits=self.limits)
+        self.edits = Edits(script_for=self._script_for, limits=self.limits, detector=detector)
         # A person's own answers: see, correct, delete ("my data"), and deleted chat messages.
         self.own = OwnData(sessions=sessions, scripts=self.scripts, embedder=detector.embedder, limits=self.limits,
                            digest_folder=digest_folder)  # fmt: skip
@@ -176,11 +175,6 @@ class CheckinService:
         assert person is not None
         self.turns.run(s, Turn(person=person, checkin=checkin, script=script, markup="plain", now=now), flow.Expire())
 
-    @staticmethod
-    def _ends(checkin: Checkin) -> tuple[dt.datetime | None, dt.datetime | None]:
-        """The check-in's own end and its wave's planned end."""
-        return checkin.expires_at, checkin.wave.closes_at if checkin.wave is not None else None
-
     def _expire_now(self, s: Session, checkin: Checkin, now: dt.datetime) -> None:
         self.expire(s, checkin, now)
         if checkin.status in OPEN_STATUSES:
@@ -201,7 +195,7 @@ class CheckinService:
             try:
                 with self._writers:
                     return self._write(inbound, markup, pre, prepared, confirm)
-            except _Moved:
+            except Moved:
                 log.info("the check-in moved while the model ran; computing again")
         # Still racing: compute inside the write transaction (correct, holds the lock longer).
         with self._writers:
@@ -220,7 +214,7 @@ class CheckinService:
             if person is None or person.opted_out_at is not None:
                 return None
             if inbound.kind == "edit":
-                answer = self._edited_answer(s, person, inbound)
+                answer = edited_answer(s, person, inbound)
                 text = (inbound.text or "").strip()
                 if answer is None or answer.kind != "text" or not text or len(text) > self.limits.max_answer_chars:
                     return None
@@ -228,7 +222,7 @@ class CheckinService:
             else:
                 checkin = self._checkin_for(s, person, inbound)
                 script = self._script_for(checkin) if checkin is not None else None
-                if checkin is None or script is None or outside.past_end(inbound.received_at, *self._ends(checkin)):
+                if checkin is None or script is None or outside.past_end(inbound.received_at, *ends(checkin)):
                     return None  # nothing to compute (a message after the end is refused unread)
                 needed = precompute.read_turn(s, checkin=checkin, inbound=inbound, rating_key=script.rating_key)
         # The read is over (its connection is back in the pool); now the model.
@@ -319,8 +313,8 @@ class CheckinService:
         if person.opted_out_at is not None:
             return self._carry_out(s, person, outside.while_opted_out(inbound.kind, command), markup, now)
         if inbound.kind == "edit":
-            return self._edit(s, person, inbound, markup, pre)
-        if checkin is not None and outside.past_end(now, *self._ends(checkin)):
+            return self.edits.edit(s, person, inbound, markup, pre)
+        if checkin is not None and outside.past_end(now, *ends(checkin)):
             # Over, though the tick has not expired it yet: end it now, as the tick would have.
             self._expire_now(s, checkin, now)
             return self._carry_out(s, person, outside.after_end(inbound.kind, command), markup, now)
@@ -331,7 +325,7 @@ class CheckinService:
         if inbound.kind == "non_text":
             return self._carry_out(s, person, outside.non_text(flow.State.from_dict(checkin.state)), markup, now)
         if pre is not None and pre.basis != precompute.checkin_basis(checkin):
-            raise _Moved
+            raise Moved
         return self._turn(s, person, checkin, markup, now, precompute.event_of(inbound), ref=inbound.ref, pre=pre)
 
     def _carry_out(
@@ -371,66 +365,3 @@ class CheckinService:
         return turn.out
 
     # Edits ------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _edited_answer(s: Session, person: Person, inbound: Inbound) -> Answer | None:
-        if not inbound.ref:
-            return None
-        return s.query(Answer).filter(Answer.person_id == person.id, Answer.source_ref == inbound.ref).first()
-
-    def _edit(
-        self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None
-    ) -> list[Outbound]:
-        """Find what the edited message carried; ``outside.edit`` decides what the edit does."""
-        answer = self._edited_answer(s, person, inbound)
-        if pre is not None and (answer is None or pre.basis != precompute.answer_basis(answer)):
-            raise _Moved
-        followup = None
-        if answer is None and inbound.ref:
-            followup = (
-                s.query(FollowUp)
-                .join(Checkin, FollowUp.checkin_id == Checkin.id)
-                .filter(Checkin.person_id == person.id, FollowUp.answer_ref == inbound.ref)
-                .first()
-            )
-        if answer is None and followup is None:
-            return []
-        checkin = s.get(Checkin, answer.checkin_id if answer else followup.checkin_id)  # type: ignore[union-attr]
-        assert checkin is not None
-        script = self._script_for(checkin)
-        question = script.question(answer.question) if script and answer else None
-        low, high = (question.min, question.max) if question else (0, 10)
-        effects = outside.edit(
-            inbound.text or "",
-            still_open=checkin.status in ("invited", "in_progress")
-            and not outside.past_end(inbound.received_at, *self._ends(checkin)),
-            kind="followup" if answer is None else ("rating" if answer.kind == "rating" else "text"),
-            low=low, high=high, max_chars=self.limits.max_answer_chars,
-            question=question.text if question else None,
-        )  # fmt: skip
-        out: list[Outbound] = []
-        for effect in effects:
-            if isinstance(effect, outside.SaveEdit):
-                self._save_edit(answer, followup, effect, pre, inbound.received_at)
-            elif isinstance(effect, flow.Say):
-                out.append(say(effect.template, markup, **effect.params))
-        return out
-
-    def _save_edit(
-        self, answer: Answer | None, followup: FollowUp | None, edit: outside.SaveEdit, pre: Precomputed | None,
-        now: dt.datetime,
-    ) -> None:  # fmt: skip
-        if answer is None:
-            assert followup is not None
-            followup.answer_text = edit.text
-            return
-        if answer.kind == "rating":
-            answer.rating, answer.text = edit.rating, edit.text
-        else:
-            answer.text = edit.text
-            if pre is not None and pre.text == edit.text:
-                answer.embedding, answer.embedding_model = pre.embedding, pre.model_id
-            else:
-                answer.embedding = to_bytes(self.detector.embedder.encode([edit.text or ""])[0])
-                answer.embedding_model = self.detector.embedder.model_id
-        answer.edited_at = now
