@@ -44,6 +44,9 @@ ACTIONS = (
     # actor "person", the answer's id and how (chat, a deleted message, the web page); no words.
     "answer.delete",
     "answer.correct",
+    # The same for the person's comment on a promise (``outcomes.comment``): the outcome's id.
+    "outcome.delete",
+    "outcome.correct",
 )
 
 

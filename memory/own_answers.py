@@ -15,6 +15,10 @@ functions only write. They reach every place the words of one answer are stored,
 Correcting replaces the words (and re-embeds them: the caller passes the new embedding) and
 redacts the old words wherever they were quoted, as deleting does.
 
+A person's comment on a promise (the ``outcomes`` row recorded at one of their check-ins) is
+cleared or replaced the same way (:func:`clear_outcome_comment`, :func:`correct_outcome_comment`);
+the verdict (kept, partly, not) stays: it is not words.
+
 On SQLite, :func:`secure` turns on ``secure_delete`` for the transaction; the caller runs
 :func:`erasure.scrub_sqlite` after the commit, so neither the file nor its WAL keeps the words.
 """
@@ -30,7 +34,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from memory import erasure
-from memory.models import Answer, Checkin, FollowUp, OutboxMessage, Person
+from memory.models import Answer, Checkin, FollowUp, OutboxMessage, Outcome, Person
 from memory.models_scheduler import OutboxContent
 
 
@@ -62,6 +66,15 @@ def own_answer(s: Session, person_id: int, answer_id: int) -> Answer | None:
     """The answer ``answer_id`` if it is this person's, else None (as if it did not exist)."""
     answer = s.get(Answer, answer_id)
     return answer if answer is not None and answer.person_id == person_id else None
+
+
+def own_outcome(s: Session, person_id: int, outcome_id: int) -> Outcome | None:
+    """The outcome ``outcome_id`` if the person recorded it at one of their check-ins, else None.
+    An outcome an owner recorded (no check-in) carries the owner's words, not the person's."""
+    outcome = s.get(Outcome, outcome_id)
+    if outcome is None or outcome.checkin_id is None or outcome.promise.person_id != person_id:
+        return None
+    return outcome
 
 
 def answer_by_ref(s: Session, person_id: int, ref: str) -> Answer | None:
@@ -170,4 +183,28 @@ def correct_answer(
         answer.embedding, answer.embedding_model = embedding, model_id if embedding is not None else None
     answer.text, answer.skipped, answer.edited_at = text, False, now
     counts["answers"] = 1
+    return Change(counts=counts, marks=marks)
+
+
+def clear_outcome_comment(s: Session, outcome: Outcome) -> Change:
+    """The person took back their comment on a promise: the words go (every quote redacted), the
+    verdict stays."""
+    return _replace_outcome_comment(s, outcome, None, "outcome_comments")
+
+
+def correct_outcome_comment(s: Session, outcome: Outcome, text: str) -> Change:
+    """Replace the person's comment on a promise; the old words are redacted wherever quoted."""
+    return _replace_outcome_comment(s, outcome, text, "outcomes")
+
+
+def _replace_outcome_comment(s: Session, outcome: Outcome, text: str | None, count: str) -> Change:
+    person_id = outcome.promise.person_id
+    old, marks = outcome.comment, None
+    counts: dict[str, int] = {}
+    if old and old != text:
+        marks = erasure.quotes_pattern([old], short_with=_names(s, person_id))
+        checkin = s.get(Checkin, outcome.checkin_id) if outcome.checkin_id is not None else None
+        counts.update(_redact_quotes(s, person_id, checkin, marks))
+    outcome.comment = text
+    counts[count] = 1
     return Change(counts=counts, marks=marks)

@@ -9,6 +9,9 @@ The one home of the rules; channels only pass words and clicks on:
 * ``delete N`` asks first; ``delete N yes`` deletes the answer, the follow-ups asked about it and
   every quote of its words (``memory.own_answers``). ``correct N <new words>`` replaces it (a
   rating answer takes a number, as the question did) and re-embeds the words.
+* The person's verdicts on promises, given at a check-in, show under it with their comment and
+  a number of their own (``p12``, the outcome's id): ``delete p12`` (asked first) clears the
+  comment and every quote of it, the verdict stays; ``correct p12 <new words>`` replaces it.
 * A message the person deleted in their chat app (Slack) deletes the answer it carried.
 
 While a check-in waits for free text, only the slash forms (``/delete 3``) are commands, so an
@@ -17,7 +20,8 @@ is always the command. Opted-out people can still see, correct and delete their 
 In anonymous programs it is still the person's own data: only they see it.
 
 Every delete and correction is written to the audit log (``answer.delete``, ``answer.correct``;
-actor ``person``, the answer's id, how, row counts; never the words).
+actor ``person``, the answer's id, how, row counts; never the words); comments on promises as
+``outcome.delete``, ``outcome.correct`` with the outcome's id.
 """
 
 from __future__ import annotations
@@ -33,14 +37,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
 from bot.engine import flow
-from bot.engine.mydata_view import Entry, Item, entries_of, render_summary
+from bot.engine.mydata_view import VERDICTS, Entry, Item, entries_of, render_summary
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.ratings import parse_rating
 from bot.engine.script import Limits, Script
 from memory import audit, erasure, own_answers, store
 from memory.db import transaction
 from memory.embeddings import Embedder, to_bytes
-from memory.models import Answer, Checkin, Person
+from memory.models import Answer, Checkin, Outcome, Person
 
 Via = Literal["chat", "message_deleted", "web", "slack_home"]
 After = list[Callable[[], object]]
@@ -51,8 +55,9 @@ SHOW = frozenset({"mydata", "my data", "my-data", "my_data", "my answers", "show
 #: Telegram commands that carry these requests (``/delete 3``), passed on as text.
 COMMANDS = frozenset({"mydata", "delete", "correct"})
 
-_DELETE = re.compile(r"^(?:delete|remove)\s+#?(?P<item>\d{1,12})(?:\s+(?P<yes>yes|confirm))?[.!]?$", re.I)
-_CORRECT = re.compile(r"^(?:correct|edit)\s+#?(?P<item>\d{1,12})\s*[:,-]?\s+(?P<text>\S.*)$", re.I | re.S)
+_ITEM = r"#?(?P<p>p)?(?P<item>\d{1,12})"
+_DELETE = re.compile(rf"^(?:delete|remove)\s+{_ITEM}(?:\s+(?P<yes>yes|confirm))?[.!]?$", re.I)
+_CORRECT = re.compile(rf"^(?:correct|edit)\s+{_ITEM}\s*[:,-]?\s+(?P<text>\S.*)$", re.I | re.S)
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,15 @@ class Show:
 class Delete:
     item: int
     confirmed: bool
+    #: ``p12``: the comment on a promise (the outcome's id), not an answer.
+    outcome: bool = False
 
 
 @dataclass(frozen=True)
 class Correct:
     item: int
     text: str
+    outcome: bool = False
 
 
 Request = Show | Delete | Correct
@@ -88,9 +96,9 @@ def parse(text: str, *, answering_text: bool) -> Request | None:
     if answering_text and not slash:
         return None
     if (match := _DELETE.match(body.strip())) is not None:
-        return Delete(int(match.group("item")), confirmed=match.group("yes") is not None)
+        return Delete(int(match.group("item")), confirmed=match.group("yes") is not None, outcome=bool(match["p"]))
     if (match := _CORRECT.match(body.strip())) is not None:
-        return Correct(int(match.group("item")), match.group("text").strip())
+        return Correct(int(match.group("item")), match.group("text").strip(), outcome=bool(match["p"]))
     return None
 
 
@@ -143,7 +151,7 @@ class OwnData:
         if inbound.kind != "text" or not inbound.text:
             return None
         request = parse(inbound.text, answering_text=False)
-        return self.prepare_text(request.text) if isinstance(request, Correct) else None
+        return self.prepare_text(request.text) if isinstance(request, Correct) and not request.outcome else None
 
     def prepare_text(self, text: str) -> Prepared | None:
         text = text.strip()
@@ -167,6 +175,8 @@ class OwnData:
         cmd = command_prefix(markup)
         if isinstance(request, Show):
             return render_summary(entries_of(s, person, self.scripts), markup, cmd=cmd)
+        if request.outcome:
+            return self._comment(s, person, request, inbound, markup, after=after)
         answer = own_answers.own_answer(s, person.id, request.item)
         if answer is None:
             return [_say("mydata_not_found", markup, answer_id=request.item, cmd=cmd)]
@@ -207,7 +217,50 @@ class OwnData:
         self._after(change, secure, after)
         return [_say("mydata_deleted", markup, answer_id=followup.answer_id, via_message=True, cmd=cmd)]
 
+    def _comment(
+        self, s: Session, person: Person, request: Delete | Correct, inbound: Inbound, markup: prompts.Markup, *,
+        after: After,
+    ) -> list[Outbound]:  # fmt: skip
+        """``delete p12`` / ``correct p12 words``: the person's comment on a promise."""
+        cmd, ref = command_prefix(markup), f"p{request.item}"
+        outcome = own_answers.own_outcome(s, person.id, request.item)
+        if outcome is None:
+            return [_say("mydata_not_found", markup, answer_id=ref, cmd=cmd)]
+        if isinstance(request, Delete) and not request.confirmed:
+            return [_say("mydata_confirm_delete_comment", markup, ref=ref, promise=outcome.promise.text,
+                         verdict=VERDICTS.get(outcome.verdict, outcome.verdict), cmd=cmd)]  # fmt: skip
+        text = request.text if isinstance(request, Correct) else None
+        problem = self._change_comment(s, person, outcome, text, via="chat", channel=inbound.channel,
+                                       now=inbound.received_at, after=after)  # fmt: skip
+        if problem is not None:
+            return [_say("mydata_correct_rejected", markup, problem=problem, answer_id=ref)]
+        if text is None:
+            return [_say("mydata_comment_deleted", markup, ref=ref, cmd=cmd)]
+        return [_say("mydata_corrected", markup, answer_id=ref)]
+
     # The writes
+
+    def _change_comment(
+        self, s: Session, person: Person, outcome: Outcome, text: str | None, *, via: Via, channel: str,
+        now: dt.datetime, after: After,
+    ) -> str | None:  # fmt: skip
+        """Clear (``text`` None) or replace the comment; the problem when the new words cannot be used."""
+        if text is not None:
+            text = text.strip()
+            if not text:
+                return "the new text is empty"
+            if len(text) > self.limits.max_answer_chars:
+                return "the new text is too long"
+        secure = own_answers.secure(s)
+        if text is None:
+            change = own_answers.clear_outcome_comment(s, outcome)
+        else:
+            change = own_answers.correct_outcome_comment(s, outcome, text)
+        audit.record(s, actor="person", action="outcome.delete" if text is None else "outcome.correct", now=now,
+                     person_id=person.id, detail={"outcome": outcome.id, "via": via, "channel": channel,
+                                                  "counts": change.counts})  # fmt: skip
+        self._after(change, secure, after)
+        return None
 
     def _entry_item(self, s: Session, person: Person, answer: Answer) -> tuple[Entry, Item]:
         for entry in entries_of(s, person, self.scripts):

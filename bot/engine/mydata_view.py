@@ -13,13 +13,14 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import prompts
 from bot.engine.ports import Outbound
 from bot.engine.script import Script
 from memory import store
-from memory.models import Person
+from memory.models import Outcome, Person, Promise
 from prompts.split import split_html, units
 
 #: Characters (Telegram: UTF-16 units) per message. Telegram refuses more than 4,096; Slack
@@ -41,6 +42,25 @@ class Item:
     followups: tuple[str, ...] = ()
 
 
+#: How a verdict on a promise reads to the person who gave it.
+VERDICTS = {"yes": "kept", "partly": "partly kept", "no": "not kept"}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The person's verdict on a promise, given at a check-in, with their comment. Its number is
+    ``p`` and the outcome's id (``p12``), distinct from the answers' numbers."""
+
+    id: int
+    promise: str
+    verdict: str
+    comment: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"p{self.id}"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One check-in, as its person sees it."""
@@ -50,13 +70,25 @@ class Entry:
     title: str
     anonymous: bool
     items: tuple[Item, ...]
+    outcomes: tuple[Kept, ...] = ()
 
 
 def entries_of(s: Session, person: Person, scripts: Mapping[str, Script]) -> list[Entry]:
-    """Every check-in with an answer, newest first; answers in the order they were given."""
+    """Every check-in with an answer or a verdict on a promise, newest first; answers in the order
+    they were given, then the verdicts."""
+    kept: dict[int, list[Kept]] = {}
+    for outcome, text in s.execute(
+        select(Outcome, Promise.text)
+        .join(Promise, Outcome.promise_id == Promise.id)
+        .where(Promise.person_id == person.id, Outcome.checkin_id.is_not(None))
+        .order_by(Outcome.id)
+    ):
+        verdict = VERDICTS.get(outcome.verdict, outcome.verdict)
+        kept.setdefault(outcome.checkin_id or 0, []).append(Kept(outcome.id, text, verdict, outcome.comment))
     entries: list[Entry] = []
     for checkin in reversed(store.history(s, person.id)):
-        if not checkin.answers:
+        outcomes = tuple(kept.get(checkin.id, ()))
+        if not checkin.answers and not outcomes:
             continue
         script = scripts.get(checkin.program.name)
         items = []
@@ -69,13 +101,13 @@ def entries_of(s: Session, person: Person, scripts: Mapping[str, Script]) -> lis
             )  # fmt: skip
         title = (script.title if script else None) or checkin.program.name
         entries.append(Entry(checkin_id=checkin.id, when=checkin.started_at, title=title,
-                             anonymous=checkin.program.anonymous, items=tuple(items)))  # fmt: skip
+                             anonymous=checkin.program.anonymous, items=tuple(items), outcomes=outcomes))  # fmt: skip
     return entries
 
 
 def render_entry(entry: Entry, markup: prompts.Markup) -> str:
     return prompts.render("person/mydata_entry", markup, when=entry.when, title=entry.title,
-                          anonymous=entry.anonymous, items=entry.items)  # fmt: skip
+                          anonymous=entry.anonymous, items=entry.items, outcomes=entry.outcomes)  # fmt: skip
 
 
 def render_item(entry: Entry, item: Item, markup: prompts.Markup) -> str:

@@ -19,7 +19,7 @@ from bot.engine.ports import Inbound
 from memory import audit, erasure
 from memory.db import transaction
 from memory.embeddings import from_bytes
-from memory.models import Answer, FollowUp, Person
+from memory.models import Answer, FollowUp, Outcome, Person
 from prompts.split import units
 from tests.helpers import T0, Conversation, seed
 from tests.history_builder import History, months
@@ -260,3 +260,90 @@ def test_a_rating_is_corrected_with_a_number_from_its_scale(make_app: Callable[.
         assert (answer.rating, answer.text) == (5, "worse than I said")
     # The open check-in carries on where it was.
     assert "everything" in conv.texts(conv.say("Support was slow."))
+
+
+# Comments on promises ----------------------------------------------------------------------------
+
+#: Ann's comment on her promise (build_world): unique to that one outcome.
+COMMENT = f"{ANN_MARK} outcome: only half of it"
+
+
+def outcome_id(app: App, mark: str) -> int:
+    with transaction(app.sessions) as s:
+        return next(o.id for o in s.scalars(select(Outcome)) if mark in (o.comment or ""))
+
+
+def test_comments_on_promises_are_read_as_their_own_numbers() -> None:
+    assert mydata.parse("delete p12", answering_text=False) == Delete(12, confirmed=False, outcome=True)
+    assert mydata.parse("/delete P12 yes", answering_text=True) == Delete(12, confirmed=True, outcome=True)
+    assert mydata.parse("correct #p7 new words", answering_text=False) == Correct(7, "new words", outcome=True)
+    assert mydata.parse("delete p12", answering_text=True) is None
+
+
+def test_the_summary_shows_the_persons_verdicts_on_promises(world: tuple[App, Path]) -> None:
+    app, _ = world
+    target = outcome_id(app, ANN_MARK)
+    shown = say(app, "my data")
+    assert (f'#p{target} About "{ANN_MARK} promise: a named contact by April": you said partly kept — {COMMENT}'
+            in shown)  # fmt: skip
+    assert BOB_MARK not in shown
+    with transaction(app.sessions) as s:
+        ann = s.scalar(select(Person).where(Person.key == "ann"))
+        s.get(Outcome, target).comment = "<b>half</b> *done* <!channel>"  # type: ignore[union-attr]
+        s.flush()
+        entries = entries_of(s, ann, app.service.scripts)  # type: ignore[arg-type]
+    telegram = "\n".join(m.text for m in render_summary(entries, "telegram_html", cmd="/"))
+    assert "&lt;b&gt;half&lt;/b&gt;" in telegram
+    assert "<b>" not in telegram
+    slack = "\n".join(m.text for m in render_summary(entries, "slack_mrkdwn", cmd=""))
+    assert "&lt;!channel&gt;" in slack
+    assert "<!channel>" not in slack
+
+
+def test_deleting_a_comment_leaves_its_words_nowhere_and_keeps_the_verdict(world: tuple[App, Path]) -> None:
+    app, folder = world
+    target = outcome_id(app, ANN_MARK)
+    assert COMMENT in table_text(app)
+    asked = say(app, f"delete p{target}")
+    assert f'"delete p{target} yes"' in asked
+    assert COMMENT in table_text(app), "nothing goes before the person confirms"
+    assert f"#p{target} is deleted" in say(app, f"delete p{target} yes")
+    everything = table_text(app)
+    assert COMMENT not in everything
+    assert all(COMMENT not in p.read_text(encoding="utf-8") for p in folder.iterdir())
+    if app.engine.dialect.name == "sqlite":
+        assert COMMENT.encode() not in file_bytes(app)
+    assert f"{BOB_MARK} outcome: only half of it" in everything
+    assert LATE in everything, "her answers stay"
+    with transaction(app.sessions) as s:
+        outcome = s.get(Outcome, target)
+        assert outcome is not None
+        assert (outcome.verdict, outcome.comment, outcome.promise.status) == ("partly", None, "open")
+        (entry,) = [e for e in audit.entries(s) if e.action == "outcome.delete"]
+        assert (entry.actor, entry.detail["outcome"], entry.detail["via"]) == ("person", target, "chat")
+        assert ANN_MARK not in json.dumps(entry.detail)
+    assert "you said partly kept" in say(app, "my data")
+
+
+def test_correcting_a_comment_replaces_its_words(world: tuple[App, Path]) -> None:
+    app, folder = world
+    target = outcome_id(app, ANN_MARK)
+    assert f"#p{target} now reads" in say(app, f"correct p{target} they did call me in the end")
+    assert "I couldn't use that correction" in say(app, f"correct p{target} " + "x" * 20_001)
+    with transaction(app.sessions) as s:
+        assert s.get(Outcome, target).comment == "they did call me in the end"  # type: ignore[union-attr]
+        assert [e.action for e in audit.entries(s) if e.action.startswith("outcome.")] == ["outcome.correct"]
+    assert COMMENT not in table_text(app)
+    assert all(COMMENT not in p.read_text(encoding="utf-8") for p in folder.iterdir())
+    assert "you said partly kept — they did call me in the end" in say(app, "my data")
+
+
+def test_nobody_deletes_or_corrects_someone_elses_comment(world: tuple[App, Path]) -> None:
+    app, _ = world
+    bobs = outcome_id(app, BOB_MARK)
+    unknown = say(app, "delete p999999 yes")
+    for text in (f"delete p{bobs} yes", f"delete p{bobs}", f"correct p{bobs} not mine"):
+        assert say(app, text) == unknown.replace("p999999", f"p{bobs}")
+    with transaction(app.sessions) as s:
+        assert s.get(Outcome, bobs).comment == f"{BOB_MARK} outcome: only half of it"  # type: ignore[union-attr]
+        assert not [e for e in audit.entries(s) if e.action.startswith("outcome.")]
