@@ -27,7 +27,6 @@ actor ``person``, the answer's id, how, row counts; never the words); comments o
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Literal
 from sqlalchemy.orm import Session, sessionmaker
 
 import prompts
-from bot.engine import flow
+from bot.engine.mydata_requests import Correct, Delete, Show, answering_text, command_prefix, parse
 from bot.engine.mydata_view import VERDICTS, Entry, Item, entries_of, render_summary
 from bot.engine.ports import Inbound, Outbound
 from bot.engine.ratings import parse_rating
@@ -48,75 +47,6 @@ from memory.models import Answer, Checkin, Outcome, Person
 
 Via = Literal["chat", "message_deleted", "web", "slack_home"]
 After = list[Callable[[], object]]
-
-#: Whole messages that ask for one's own history (lower case, without "/" and end punctuation).
-SHOW = frozenset({"mydata", "my data", "my-data", "my_data", "my answers", "show my data", "my history",
-                  "what did i tell you", "what did i say", "what have i told you"})  # fmt: skip
-#: Telegram commands that carry these requests (``/delete 3``), passed on as text.
-COMMANDS = frozenset({"mydata", "delete", "correct"})
-
-_ITEM = r"#?(?P<p>p)?(?P<item>\d{1,12})"
-_DELETE = re.compile(rf"^(?:delete|remove)\s+{_ITEM}(?:\s+(?P<yes>yes|confirm))?[.!]?$", re.I)
-_CORRECT = re.compile(rf"^(?:correct|edit)\s+{_ITEM}\s*[:,-]?\s+(?P<text>\S.*)$", re.I | re.S)
-
-
-@dataclass(frozen=True)
-class Show:
-    pass
-
-
-@dataclass(frozen=True)
-class Delete:
-    item: int
-    confirmed: bool
-    #: ``p12``: the comment on a promise (the outcome's id), not an answer.
-    outcome: bool = False
-
-
-@dataclass(frozen=True)
-class Correct:
-    item: int
-    text: str
-    outcome: bool = False
-
-
-Request = Show | Delete | Correct
-
-
-def parse(text: str, *, answering_text: bool) -> Request | None:
-    """What a message asks of the person's own data, or None when it is not such a request."""
-    raw = text.strip()
-    slash = raw.startswith("/")
-    body = raw.lstrip("/")
-    if slash:  # "/delete@RapportBot 3" is "/delete 3"
-        head, _, rest = body.partition(" ")
-        body = head.split("@", 1)[0] + (" " + rest if rest else "")
-    if " ".join(body.lower().split()).rstrip("?!.") in SHOW:
-        return Show()
-    if answering_text and not slash:
-        return None
-    if (match := _DELETE.match(body.strip())) is not None:
-        return Delete(int(match.group("item")), confirmed=match.group("yes") is not None, outcome=bool(match["p"]))
-    if (match := _CORRECT.match(body.strip())) is not None:
-        return Correct(int(match.group("item")), match.group("text").strip(), outcome=bool(match["p"]))
-    return None
-
-
-def answering_text(checkin: Checkin | None) -> bool:
-    """Whether the open check-in waits for words (a text question or "What changed?")."""
-    if checkin is None:
-        return False
-    state = flow.State.from_dict(checkin.state)
-    if state.stage in ("followup", "reask"):
-        return True
-    step = state.current
-    return state.stage in ("asking", "invited") and step is not None and step.kind != "rating"
-
-
-def command_prefix(markup: prompts.Markup) -> str:
-    """How commands are written in this channel: Telegram's are "/delete"; Slack would take a
-    leading "/" for one of its own slash commands."""
-    return "/" if markup == "telegram_html" else ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,12 +175,9 @@ class OwnData:
         now: dt.datetime, after: After,
     ) -> str | None:  # fmt: skip
         """Clear (``text`` None) or replace the comment; the problem when the new words cannot be used."""
-        if text is not None:
-            text = text.strip()
-            if not text:
-                return "the new text is empty"
-            if len(text) > self.limits.max_answer_chars:
-                return "the new text is too long"
+        text = text.strip() if text is not None else None
+        if text is not None and (problem := self._unusable(text)) is not None:
+            return problem
         secure = own_answers.secure(s)
         if text is None:
             change = own_answers.clear_outcome_comment(s, outcome)
@@ -285,10 +212,8 @@ class OwnData:
     ) -> str | None:  # fmt: skip
         """Correct the answer; the problem, in the person's terms, when the new words cannot be used."""
         text = text.strip()
-        if not text:
-            return "the new text is empty"
-        if len(text) > self.limits.max_answer_chars:
-            return "the new text is too long"
+        if (problem := self._unusable(text)) is not None:
+            return problem
         rating: int | None = None
         embedding: bytes | None = None
         model_id: str | None = None
@@ -312,6 +237,11 @@ class OwnData:
                      detail={"answer": answer.id, "via": via, "channel": channel, "counts": change.counts})  # fmt: skip
         self._after(change, secure, after)
         return None
+
+    def _unusable(self, text: str) -> str | None:
+        if not text:
+            return "the new text is empty"
+        return "the new text is too long" if len(text) > self.limits.max_answer_chars else None
 
     def _after(self, change: own_answers.Change, secure: bool, after: After) -> None:
         """After the commit: digest files that quoted the words, then the SQLite WAL."""
@@ -376,6 +306,27 @@ class OwnData:
 
         result = self._run(work)
         return result if isinstance(result, str) else None
+
+    def change_comment(
+        self, channel: str, external_id: str, outcome_id: int, text: str | None, *, now: dt.datetime, via: Via,
+        workspace: str = "",
+    ) -> str | None:  # fmt: skip
+        """Clear (``text`` None, already confirmed) or correct the person's comment on a promise;
+        the problem when it could not be done (:data:`NOT_YOURS` when it is not theirs)."""
+
+        def work(s: Session, after: After) -> str | None:
+            person = _person(s, channel, external_id, workspace)
+            outcome = own_answers.own_outcome(s, person.id, outcome_id) if person is not None else None
+            if person is None or outcome is None:
+                return NOT_YOURS
+            return self._change_comment(s, person, outcome, text, via=via, channel=channel, now=now, after=after)
+
+        result = self._run(work)
+        return result if isinstance(result, str) else None
+
+
+#: What :meth:`OwnData.change_comment` says of an outcome that is not the person's (or none at all).
+NOT_YOURS = "it is not one of your comments"
 
 
 def _person(s: Session, channel: str, external_id: str, workspace: str) -> Person | None:

@@ -20,7 +20,7 @@ from bot.invites import make_token
 from bot.web import make_web_app
 from memory import audit, store
 from memory.db import transaction
-from memory.models import Answer, Person
+from memory.models import Answer, Outcome, Person, Promise
 from prompts.split import units
 from tests.channels.slack_kit import SlackRig, dm_of, slack_rig
 from tests.channels.telegram_kit import CHAT, T0, add_person, text_update, webhook_client
@@ -220,6 +220,61 @@ async def test_the_web_page_shows_corrects_and_deletes_own_answers(make_app: Cal
     with transaction(app.sessions) as s:
         vias = [(e.action, e.detail["via"]) for e in audit.entries(s) if e.action.startswith("answer.")]
         assert sorted(vias) == [("answer.correct", "web"), ("answer.delete", "web")]
+
+
+async def test_the_web_page_shows_corrects_and_deletes_own_comments_on_promises(make_app: Callable[..., App]) -> None:
+    app = make_app()
+    seed_demo(app, NOW)
+    with transaction(app.sessions) as s:
+        h = History(s)
+        dana = h.person_by_key("demo-dana")
+        checkin = h.checkin(dana, "customers", NOW - months(1), rating=6, text="Zq8web answer")
+        promise = Promise(person_id=dana.id, text="<i>call</i> back", made_at=NOW - months(2), status="partly",
+                          source="cli", created_at=NOW - months(2))  # fmt: skip
+        s.add(promise)
+        s.flush()
+        outcome = Outcome(promise_id=promise.id, checkin_id=checkin.id, verdict="partly",
+                          comment="<script>alert(2)</script> Zq8comment", recorded_at=NOW - months(1))  # fmt: skip
+        s.add(outcome)
+        s.flush()
+        ref, pid = f"p{outcome.id}", dana.id
+    channel = WebChannel(service=app.service, config=app.config, key=KEY, clock=lambda: NOW,
+                         base="http://rapport.test")  # fmt: skip
+    token = make_token(person_id=pid, key=KEY, now=NOW, ttl=dt.timedelta(days=1))
+    mine = f"/c/{token}/mine"
+
+    def comment() -> str | None:
+        with transaction(app.sessions) as s:
+            return s.get(Outcome, int(ref[1:])).comment  # type: ignore[union-attr]
+
+    async with TestClient(TestServer(make_web_app(routes=channel.routes()))) as client:
+        body = await (await client.get(mine)).text()
+        assert f'#{ref} About "&lt;i&gt;call&lt;/i&gt; back"' in body
+        assert "You said partly kept — &lt;script&gt;alert(2)&lt;/script&gt; Zq8comment" in body
+        assert "<script>" not in body
+        assert "<i>" not in body
+        fields = dict(FIELDS.findall(body))
+        confirm = await (await client.get(f"{mine}?delete={ref}")).text()
+        assert f"Delete your comment #{ref} for good?" in confirm
+
+        fixed = await client.post(mine, data={**fields, "answer": ref, "action": "correct", "text": "Zq8fixed"},
+                                  allow_redirects=False)  # fmt: skip
+        assert fixed.status == 303
+        assert "You said partly kept — Zq8fixed" in await (await client.get(fixed.headers["Location"])).text()
+        assert comment() == "Zq8fixed"
+
+        gone = await client.post(mine, data={**fields, "answer": ref, "action": "delete"}, allow_redirects=False)
+        after = await (await client.get(gone.headers["Location"])).text()
+        assert "the comment is deleted" in after
+        assert "Zq8fixed" not in after
+        assert f"#{ref} About" in after, "the verdict stays"
+        assert comment() is None
+        other = await client.post(mine, data={**fields, "answer": "p999999", "action": "delete"},
+                                  allow_redirects=False)  # fmt: skip
+        assert other.headers["Location"].endswith("done=missing")
+    with transaction(app.sessions) as s:
+        vias = [(e.action, e.detail["via"]) for e in audit.entries(s) if e.action.startswith("outcome.")]
+        assert sorted(vias) == [("outcome.correct", "web"), ("outcome.delete", "web")]
 
 
 # rapport chat ------------------------------------------------------------------------------------

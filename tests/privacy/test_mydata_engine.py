@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
-from bot.engine import mydata
-from bot.engine.mydata import Correct, Delete, Show
+from bot.engine import mydata_requests
+from bot.engine.mydata_requests import Correct, Delete, Show
 from bot.engine.mydata_view import LIMITS, entries_of, render_summary
 from bot.engine.ports import Inbound
 from memory import audit, erasure
@@ -71,7 +71,7 @@ def answer_id(app: App, person: str, contains: str) -> int:
     ],
 )
 def test_requests_are_read_as_commands_only_when_unambiguous(text: str, answering: bool, expected: object) -> None:
-    assert mydata.parse(text, answering_text=answering) == expected
+    assert mydata_requests.parse(text, answering_text=answering) == expected
 
 
 # Seeing ------------------------------------------------------------------------------------------
@@ -274,10 +274,10 @@ def outcome_id(app: App, mark: str) -> int:
 
 
 def test_comments_on_promises_are_read_as_their_own_numbers() -> None:
-    assert mydata.parse("delete p12", answering_text=False) == Delete(12, confirmed=False, outcome=True)
-    assert mydata.parse("/delete P12 yes", answering_text=True) == Delete(12, confirmed=True, outcome=True)
-    assert mydata.parse("correct #p7 new words", answering_text=False) == Correct(7, "new words", outcome=True)
-    assert mydata.parse("delete p12", answering_text=True) is None
+    assert mydata_requests.parse("delete p12", answering_text=False) == Delete(12, confirmed=False, outcome=True)
+    assert mydata_requests.parse("/delete P12 yes", answering_text=True) == Delete(12, confirmed=True, outcome=True)
+    assert mydata_requests.parse("correct #p7 new words", answering_text=False) == Correct(7, "new words", outcome=True)
+    assert mydata_requests.parse("delete p12", answering_text=True) is None
 
 
 def test_the_summary_shows_the_persons_verdicts_on_promises(world: tuple[App, Path]) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.channels.base import Inbound
-from bot.engine import mydata
+from bot.engine import mydata_requests
 from bot.engine.flow import COMMANDS
 
 NAME = "telegram"
@@ -179,7 +179,7 @@ def _message(msg: Mapping[str, Any], key: str | None, now: dt.datetime, *, edite
         name, argument = command
         if name == "start" and argument:
             return Link(chat_id=chat_id, token=argument, event_key=key, received_at=now)
-        if name in mydata.COMMANDS:
+        if name in mydata_requests.COMMANDS:
             # "/mydata", "/delete 3", "/correct 3 new words": the engine reads the words.
             return Deliver(chat_id=chat_id, inbound=base(kind="text", text=text))
         # Unknown commands get the help text rather than being stored as an answer. The text

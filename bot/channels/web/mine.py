@@ -1,7 +1,8 @@
 """``/c/{token}/mine``: the person's own answers on the web link, to read, correct or delete.
 
 The same link that opens the check-in shows what the person told us (``OwnData.summary``); each
-answer has a "Correct" form and a "Delete" button that leads to a confirmation page first. The
+answer, and each comment on a promise (numbered ``p12``), has a "Correct" form and a "Delete" link
+that leads to a confirmation page first (deleting a comment keeps the verdict). The
 rules are the engine's (``bot.engine.mydata``): only the link's person's own answers can change.
 Forms carry the page's nonce and CSRF value; POST/redirect/GET, no JavaScript, autoescaped HTML.
 """
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.channels.web.translate import NAME
+from bot.engine.mydata import NOT_YOURS
 
 if TYPE_CHECKING:
     from bot.channels.web.receiver import Receiver
@@ -24,6 +26,7 @@ NOTICES = {
     "deleted": "Done: the answer is deleted, with every quote of it we kept.",
     "corrected": "Done: the answer now reads as you wrote it, and the old words are gone from what we kept.",
     "missing": "That answer is not one of yours any more.",
+    "comment_deleted": "Done: the comment is deleted, with every quote of it we kept; your verdict stays.",
     "unusable": "I couldn't use that correction, so the answer is as it was: the new words must not be empty "
     "or too long, and a rating answer needs a number from its scale first.",
 }
@@ -41,13 +44,14 @@ class MinePage:
             return self.receiver._kind(found or "forged")
         entries = await asyncio.to_thread(self.own.summary, NAME, found.person_key) or []
         confirm = request.query.get("delete", "")
-        asked = None
+        asked = asked_comment = None
         if confirm.isdigit() and len(confirm) <= 12:
             asked = await asyncio.to_thread(self.own.item, NAME, found.person_key, int(confirm))
+        asked_comment = next(((e, k) for e in entries for k in e.outcomes if k.ref == confirm and k.comment), None)
         notice = NOTICES.get(request.query.get("done", ""))
         nonce, csrf = self.receiver._fresh(token)
         return self.receiver._html(
-            "mine.html", name=found.name, entries=entries, asked=asked, notice=notice,
+            "mine.html", name=found.name, entries=entries, asked=asked, asked_comment=asked_comment, notice=notice,
             nonce=nonce, csrf=csrf, back=f"/c/{token}",
         )  # fmt: skip
 
@@ -60,13 +64,25 @@ class MinePage:
         form = {k: v for k, v in posted.items() if isinstance(v, str)}
         expected = self.receiver._csrf(token, form.get("nonce", "")).encode()
         answer = form.get("answer", "")
+        comment = answer[:1] == "p" and answer[1:].isdigit()
         if not hmac.compare_digest(form.get("csrf", "").encode("utf-8", "replace"), expected) or not (
-            answer.isdigit() and len(answer) <= 12
+            (answer.isdigit() or comment) and len(answer) <= 13
         ):
             return self.receiver._html("gone.html", status=403, title="This form has expired",
                                        message="Go back to your answers and try again.")  # fmt: skip
         now = self.receiver.clock()
         here = request.path
+        if comment:
+            if form.get("action") not in ("delete", "correct"):
+                raise web.HTTPSeeOther(here)
+            text = form.get("text", "") if form.get("action") == "correct" else None
+            problem = await asyncio.to_thread(
+                self.own.change_comment, NAME, found.person_key, int(answer[1:]), text, now=now, via="web"
+            )
+            outcome = "corrected" if text is not None else "comment_deleted"
+            raise web.HTTPSeeOther(
+                f"{here}?done={'missing' if problem == NOT_YOURS else 'unusable' if problem else outcome}"
+            )
         if form.get("action") == "delete":
             done = await asyncio.to_thread(self.own.delete, NAME, found.person_key, int(answer), now=now, via="web")
             raise web.HTTPSeeOther(f"{here}?done={'deleted' if done else 'missing'}")
