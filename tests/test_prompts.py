@@ -64,5 +64,7 @@ def test_every_person_template_renders() -> None:
         params.update({k: v for k, v in {"name": "Ann", "quote": "q", "reason": "drift"}.items() if k in names})
         if "items" in names:  # a list of answers ("my data")
             params["items"] = [{"id": 3, "label": "Why?", "rating": 7, "text": "t", "skipped": False, "followups": []}]
+        if "outcomes" in names:  # verdicts on promises ("my data")
+            params["outcomes"] = [{"ref": "p3", "promise": "call back", "verdict": "kept", "comment": "c"}]
         text = prompts.render(f"person/{path.stem}", "plain", **params)
         assert text.strip(), path.name
