@@ -8,10 +8,11 @@ answers per second Rapport takes when many people answer at once (prints JSON).
 Per backend (``torch``, ``onnx-int8``), on a temporary SQLite file, with the real model:
 
 * ``encode_one``: p50/p99 of one-sentence ``encode`` calls of the backend (the baseline of a reply);
-* ``reply``: p50/p99 of ``CheckinService.handle`` for a free-text answer that the detector
-  compares with the person's earlier answer (rating 8 -> 3, so the reply is the follow-up
-  question): from the inbound answer to the replies handed back to the channel, one person at a
-  time, in a database of ``--people`` people; and its ratio to ``encode_one``;
+* ``reply``: p50/p99 of ``CheckinService.handle`` for a free-text answer, sent from the person's
+  linked Telegram chat, that the detector compares with the person's earlier answer (rating
+  8 -> 3, so the reply is the follow-up question): from the inbound answer to the replies handed
+  back to the channel, one person at a time, in a database of ``--people`` people; and its ratio
+  to ``encode_one``;
 * ``raw_batch``: the same backend encoding the burst's answers, length-sorted, in batches of
   ``embeddings.batch_size`` (the raw batch throughput, sentences/s: the burst's baseline);
 * ``engine_burst``: ``--burst`` people's answers handed to ``handle`` at once from
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -142,6 +144,12 @@ def terminal(key: str, text: str, n: int, when: dt.datetime) -> Inbound:
                    received_at=when + dt.timedelta(seconds=n % 3600))  # fmt: skip
 
 
+def from_chat(chat_id: int, text: str, n: int, when: dt.datetime) -> Inbound:
+    """A text message as the Telegram channel hands it to the engine (a linked chat)."""
+    return Inbound(channel="telegram", sender=str(chat_id), kind="text", text=text, event_key=f"u{n}",
+                   received_at=when + dt.timedelta(seconds=n % 3600))  # fmt: skip
+
+
 def seed(app: App, keys: list[str], chat_ids: dict[str, int]) -> None:
     """Everyone: a first check-in (8, FIRST), then a second one opened and rated 3."""
     with transaction(app.sessions) as s:
@@ -196,12 +204,16 @@ def measure_backend(
     reply_keys = [f"r{i}" for i in range(people)]
     burst_keys = [f"b{i}" for i in range(burst)]
     tele_keys = [f"g{i}" for i in range(burst)] if telegram else []
-    chat_ids = {key: 10_000 + i for i, key in enumerate(tele_keys)}
+    # Everyone answers from a linked Telegram chat, as people do (the engine finds the chat's
+    # person); only the polling burst goes through the channel itself.
+    chat_ids = {key: 10_000 + i for i, key in enumerate(reply_keys + burst_keys + tele_keys)}
     seeding = build(config, database_url=url, migrate=False, embedder=Cached(inner))
     t0 = time.perf_counter()
     seed(seeding, reply_keys + burst_keys + tele_keys, chat_ids)
     seed_s = time.perf_counter() - t0
     seeding.close()
+    gc.collect()
+    gc.freeze()  # as `rapport run` does once it has started
 
     # Baseline of a reply: one-sentence encodes of the backend itself, half before and half after
     # the replies (the machine's load drifts).
@@ -218,7 +230,7 @@ def measure_backend(
     encode_one(sentences[::2])
     walls = []
     for i, key in enumerate(reply_keys[:replies]):
-        inbound = terminal(key, SECOND[i % len(SECOND)], 1_000_000 + i, T1)
+        inbound = from_chat(chat_ids[key], SECOND[i % len(SECOND)], 1_000_000 + i, T1)
         t0 = time.perf_counter()
         out = real.service.handle(inbound)
         walls.append(time.perf_counter() - t0)
@@ -241,7 +253,7 @@ def measure_backend(
     raw_before = raw_seconds()
 
     # The engine burst: everyone's answer at once, from the worker threads rapport run uses.
-    inbounds = [terminal(key, SECOND[i % len(SECOND)] + f" ({i})", 2_000_000 + i, T1)
+    inbounds = [from_chat(chat_ids[key], SECOND[i % len(SECOND)] + f" ({i})", 2_000_000 + i, T1)
                 for i, key in enumerate(burst_keys)]  # fmt: skip
     before = text_answers(real)[0]
     counting.calls = counting.texts = 0

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from memory.errors import NotFound
 from memory.models import (
@@ -66,9 +68,14 @@ def get_or_create_owner(s: Session, key: str, now: dt.datetime) -> Owner:
     return owner
 
 
+# The statements every inbound message runs are built once, with bound parameters: building a
+# select costs about as much as running it against SQLite.
+_PERSON_BY_KEY = select(Person).where(Person.key == bindparam("key"))
+
+
 def find_person(s: Session, ref: str) -> Person | None:
     """A person by their key (the roster id) or, failing that, their e-mail address."""
-    person = s.scalar(select(Person).where(Person.key == ref))
+    person = s.scalar(_PERSON_BY_KEY, {"key": ref})
     if person is None and "@" in ref:
         person = s.scalar(select(Person).where(Person.email == ref.lower()))
     return person
@@ -133,15 +140,17 @@ def is_enrolled(s: Session, person_id: int, program_id: int) -> bool:
     )
 
 
+_OPEN_CHECKINS = (
+    select(Checkin)
+    .options(joinedload(Checkin.wave))  # a message after the wave's end is refused: its end is read
+    .where(Checkin.person_id == bindparam("person_id"), Checkin.status.in_(OPEN_STATUSES))
+    .order_by(Checkin.updated_at.desc(), Checkin.id.desc())
+)
+
+
 def open_checkins(s: Session, person_id: int) -> list[Checkin]:
-    """The person's open check-ins, most recently active first."""
-    return list(
-        s.scalars(
-            select(Checkin)
-            .where(Checkin.person_id == person_id, Checkin.status.in_(OPEN_STATUSES))
-            .order_by(Checkin.updated_at.desc(), Checkin.id.desc())
-        )
-    )
+    """The person's open check-ins, most recently active first (each with its wave)."""
+    return list(s.scalars(_OPEN_CHECKINS, {"person_id": person_id}))
 
 
 def open_checkin(s: Session, person_id: int, program_id: int) -> Checkin | None:
@@ -152,35 +161,55 @@ def open_checkin(s: Session, person_id: int, program_id: int) -> Checkin | None:
     )
 
 
+_EARLIER_ANSWERS = (
+    select(Answer)
+    .join(Checkin, Answer.checkin_id == Checkin.id)
+    .where(
+        Answer.person_id == bindparam("person_id"),
+        Answer.program_id == bindparam("program_id"),
+        Answer.question == bindparam("question"),
+        Answer.skipped.is_(False),
+        Answer.checkin_id != bindparam("checkin_id"),
+        Checkin.started_at <= bindparam("started_at"),
+    )
+    .order_by(Answer.answered_at, Answer.id)
+)
+
+
 def earlier_answers(s: Session, *, person_id: int, program_id: int, question: str, before: Checkin) -> list[Answer]:
     """Non-skipped answers to the same question in earlier check-ins, oldest first."""
-    return list(
-        s.scalars(
-            select(Answer)
-            .join(Checkin, Answer.checkin_id == Checkin.id)
-            .where(
-                Answer.person_id == person_id,
-                Answer.program_id == program_id,
-                Answer.question == question,
-                Answer.skipped.is_(False),
-                Answer.checkin_id != before.id,
-                Checkin.started_at <= before.started_at,
-            )
-            .order_by(Answer.answered_at, Answer.id)
-        )
-    )
+    params = {"person_id": person_id, "program_id": program_id, "question": question, "checkin_id": before.id,
+              "started_at": before.started_at}  # fmt: skip
+    return list(s.scalars(_EARLIER_ANSWERS, params))
+
+
+_ANSWER_FOR = select(Answer).where(Answer.checkin_id == bindparam("checkin_id"), Answer.question == bindparam("q"))
 
 
 def answer_for(s: Session, checkin_id: int, question: str) -> Answer | None:
-    return s.scalar(select(Answer).where(Answer.checkin_id == checkin_id, Answer.question == question))
+    return s.scalar(_ANSWER_FOR, {"checkin_id": checkin_id, "q": question})
+
+
+_RATINGS_IN = select(Answer.checkin_id, Answer.rating).where(
+    Answer.checkin_id.in_(bindparam("ids", expanding=True)), Answer.question == bindparam("q")
+)
+
+
+def ratings_in(s: Session, checkin_ids: Sequence[int], question: str) -> dict[int, int | None]:
+    """The answer to a rating question in each of these check-ins (absent: not answered)."""
+    rows = s.execute(_RATINGS_IN, {"ids": list(checkin_ids), "q": question})
+    return {checkin_id: rating for checkin_id, rating in rows}
+
+
+_PENDING_FOLLOWUP = (
+    select(FollowUp)
+    .where(FollowUp.checkin_id == bindparam("checkin_id"), FollowUp.answered_at.is_(None), FollowUp.skipped.is_(False))
+    .order_by(FollowUp.id.desc())
+)
 
 
 def pending_followup(s: Session, checkin_id: int) -> FollowUp | None:
-    return s.scalar(
-        select(FollowUp)
-        .where(FollowUp.checkin_id == checkin_id, FollowUp.answered_at.is_(None), FollowUp.skipped.is_(False))
-        .order_by(FollowUp.id.desc())
-    )
+    return s.scalar(_PENDING_FOLLOWUP, {"checkin_id": checkin_id})
 
 
 def claim_event(s: Session, key: str, now: dt.datetime, *, replied: bool = True) -> bool:
@@ -190,11 +219,21 @@ def claim_event(s: Session, key: str, now: dt.datetime, *, replied: bool = True)
     the key is the primary key. ``replied=False``: the caller sends the replies after the commit
     and confirms them with :func:`mark_replied`.
     """
-    if s.get(ProcessedEvent, key) is not None:
-        return False
-    s.add(ProcessedEvent(key=key, processed_at=now, replied_at=now if replied else None))
-    s.flush()
-    return True
+    # One statement: INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL), instead of a
+    # read and an ORM flush. A racing second delivery waits for the first's commit, then inserts
+    # nothing.
+    insert = sqlite_insert if s.get_bind().dialect.name == "sqlite" else postgresql_insert
+    row = {"key": key, "processed_at": now, "replied_at": now if replied else None}
+    result = s.execute(insert(ProcessedEvent).values(row).on_conflict_do_nothing(index_elements=["key"]))
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+_EVENT_SEEN = select(ProcessedEvent.key).where(ProcessedEvent.key == bindparam("key"))
+
+
+def event_seen(s: Session, key: str) -> bool:
+    """The inbound event was processed already (a redelivery): no model work for it."""
+    return s.scalar(_EVENT_SEEN, {"key": key}) is not None
 
 
 def unreplied_event(s: Session, key: str) -> bool:
@@ -212,14 +251,20 @@ def mark_replied(s: Session, key: str, now: dt.datetime) -> None:
     )
 
 
-def find_identity(s: Session, *, channel: str, external_id: str, workspace: str = "") -> ChannelIdentity | None:
-    return s.scalar(
-        select(ChannelIdentity).where(
-            ChannelIdentity.channel == channel,
-            ChannelIdentity.workspace == workspace,
-            ChannelIdentity.external_id == external_id,
-        )
+_IDENTITY = (
+    select(ChannelIdentity)
+    .options(joinedload(ChannelIdentity.person))
+    .where(
+        ChannelIdentity.channel == bindparam("channel"),
+        ChannelIdentity.workspace == bindparam("workspace"),
+        ChannelIdentity.external_id == bindparam("external_id"),
     )
+)
+
+
+def find_identity(s: Session, *, channel: str, external_id: str, workspace: str = "") -> ChannelIdentity | None:
+    """The identity with its person, in one statement (every inbound message asks for both)."""
+    return s.scalar(_IDENTITY, {"channel": channel, "workspace": workspace, "external_id": external_id})
 
 
 def identities_of(s: Session, person_id: int) -> list[ChannelIdentity]:

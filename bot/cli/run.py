@@ -22,6 +22,7 @@ def run(
 ) -> None:
     """Run Rapport: schedule check-ins, send them, and receive answers on the configured channels."""
     import asyncio
+    import gc
     import signal
 
     from bot.channels.base import use_engine_threads
@@ -38,6 +39,11 @@ def run(
         log.info("channel %s", note, extra={"channel": note.partition(":")[0]})
     if not channels:
         log.warning("no chat channel is on: Rapport schedules and keeps the outbox, and sends once a token is set")
+    # Start-up's objects (modules, the model, templates) live as long as the process: leave them
+    # out of every later garbage collection, which otherwise walks them all while someone waits
+    # for a reply (a full collection took 18 ms in the burst benchmark's replies; 0.3 ms after).
+    gc.collect()
+    gc.freeze()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.engine import flow
@@ -88,11 +87,7 @@ def read_turn(
         s, person_id=checkin.person_id, program_id=checkin.program_id, question=save.key, before=checkin
     )
     # The rating given in each of those check-ins and in this one: one query, not one per check-in.
-    ratings: dict[int, int | None] = {}
-    if key:
-        ids = [checkin.id, *(a.checkin_id for a in earlier)]
-        query = select(Answer.checkin_id, Answer.rating).where(Answer.checkin_id.in_(ids), Answer.question == key)
-        ratings = {checkin_id: rating for checkin_id, rating in s.execute(query)}
+    ratings = store.ratings_in(s, [checkin.id, *(a.checkin_id for a in earlier)], key) if key else {}
     history = tuple(
         PastAnswer(text=a.text or "", answered_at=a.answered_at, answer_id=a.id, embedding=a.embedding,
                    rating=ratings.get(a.checkin_id))

@@ -21,10 +21,9 @@ The service is synchronous on purpose. Async channel adapters call it through
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import functools
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +38,12 @@ from bot.engine.ports import Inbound, Outbound
 from bot.engine.precompute import Moved, Precomputed
 from bot.engine.script import Limits, Script
 from bot.engine.turns import Turn, Turns, enrolled_scripts, say, told, who_sees
+from bot.engine.writes import Writes
 from memory import store
 from memory.changes import ChangeDetector
 from memory.db import transaction
 from memory.errors import NotEnrolled, OptedOut
-from memory.models import OPEN_STATUSES, Answer, ChannelIdentity, Checkin, Person, ProcessedEvent
+from memory.models import OPEN_STATUSES, Answer, ChannelIdentity, Checkin, Person
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,9 @@ class CheckinService:
         self._program_names: dict[int, str] = {}
         # SQLite takes one writer at a time; a writer that finds the lock taken polls for it with
         # growing sleeps (busy_timeout), leaving the lock idle between holders. This process's
-        # writers queue here instead and take the lock the moment it is free; other processes
-        # still meet at SQLite's lock. PostgreSQL writes in parallel: no queue.
-        bind = sessions.kw.get("bind")
-        sqlite = getattr(getattr(bind, "dialect", None), "name", None) == "sqlite"
-        self._writers: contextlib.AbstractContextManager[object] = (
-            threading.Lock() if sqlite else contextlib.nullcontext()
-        )
+        # writers queue in ``Writes`` instead, and the ones that queued together commit together;
+        # other processes still meet at SQLite's lock. PostgreSQL writes in parallel: no queue.
+        self._writes = Writes.for_sessions(sessions)
 
     def _script_for(self, checkin: Checkin) -> Script | None:
         name = self._program_names.get(checkin.program_id)
@@ -193,13 +189,11 @@ class CheckinService:
         for _ in range(RECOMPUTE_TRIES):
             pre = self._precompute(inbound)
             try:
-                with self._writers:
-                    return self._write(inbound, markup, pre, prepared, confirm)
+                return self._writes.run(functools.partial(self._write_in, inbound, markup, pre, prepared, confirm))
             except Moved:
                 log.info("the check-in moved while the model ran; computing again")
         # Still racing: compute inside the write transaction (correct, holds the lock longer).
-        with self._writers:
-            return self._write(inbound, markup, None, prepared, confirm)
+        return self._writes.run(functools.partial(self._write_in, inbound, markup, None, prepared, confirm))
 
     def _precompute(self, inbound: Inbound) -> Precomputed | None:
         """A short read, then the model with no transaction open."""
@@ -208,8 +202,8 @@ class CheckinService:
         edited: tuple[Answer, str] | None = None
         needed: precompute.Needed | None = None
         with self.sessions() as s:
-            if inbound.event_key and s.get(ProcessedEvent, f"{inbound.channel}:{inbound.event_key}") is not None:
-                return None
+            if inbound.event_key and store.event_seen(s, f"{inbound.channel}:{inbound.event_key}"):
+                return None  # a redelivery: the write refuses it, and the model need not run
             person = self._sender(s, inbound)[1]
             if person is None or person.opted_out_at is not None:
                 return None
@@ -246,40 +240,31 @@ class CheckinService:
         checkin = next((c for c in checkins if c.id == inbound.checkin_id), None) if inbound.checkin_id else None
         return checkin or (checkins[0] if checkins else None)
 
-    def _write(
-        self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None = None,
-        confirm: bool = False,
-    ) -> list[Outbound]:  # fmt: skip
-        after: After = []  # work for after the commit (digest files, the SQLite WAL)
-        replies = self._write_in(inbound, markup, pre, prepared, after, confirm)
-        for job in after:
-            job()
-        return replies
-
     def _write_in(
         self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None,
-        after: After, confirm: bool = False,
+        confirm: bool, s: Session, after: After,
     ) -> list[Outbound]:  # fmt: skip
-        with transaction(self.sessions) as s:
-            key = f"{inbound.channel}:{inbound.event_key}"
-            if inbound.event_key and not store.claim_event(s, key, inbound.received_at, replied=not confirm):
-                if store.unreplied_event(s, key):
-                    log.info("redelivered event whose replies were never confirmed", extra={"channel": inbound.channel})
-                    return self._where_it_stands(s, inbound, markup)
-                log.info("duplicate inbound event ignored", extra={"channel": inbound.channel})
-                return []
-            # Owners' commands ("promise @person ..."); None for everyone who is not an owner.
-            owner_replies = owners.handle_owner_message(s, inbound, markup)
-            if owner_replies is not None:
-                return owner_replies
-            identity, person = self._sender(s, inbound)
-            if person is None:
-                # Editing or deleting a message is not a question to answer, even from a stranger.
-                return [] if inbound.kind in ("edit", "delete") else [say("unknown_person", markup)]
-            if identity is not None and not identity.reachable:
-                # They wrote to us, so the channel works again.
-                people.mark_reachable(identity)
-            return self._handle_person(s, person, inbound, markup, pre, prepared, after)
+        """One event's write, inside the transaction ``Writes`` gives it (``after``: work for
+        after the commit, such as digest files and the SQLite WAL)."""
+        key = f"{inbound.channel}:{inbound.event_key}"
+        if inbound.event_key and not store.claim_event(s, key, inbound.received_at, replied=not confirm):
+            if store.unreplied_event(s, key):
+                log.info("redelivered event whose replies were never confirmed", extra={"channel": inbound.channel})
+                return self._where_it_stands(s, inbound, markup)
+            log.info("duplicate inbound event ignored", extra={"channel": inbound.channel})
+            return []
+        # Owners' commands ("promise @person ..."); None for everyone who is not an owner.
+        owner_replies = owners.handle_owner_message(s, inbound, markup)
+        if owner_replies is not None:
+            return owner_replies
+        identity, person = self._sender(s, inbound)
+        if person is None:
+            # Editing or deleting a message is not a question to answer, even from a stranger.
+            return [] if inbound.kind in ("edit", "delete") else [say("unknown_person", markup)]
+        if identity is not None and not identity.reachable:
+            # They wrote to us, so the channel works again.
+            people.mark_reachable(identity)
+        return self._handle_person(s, person, inbound, markup, pre, prepared, after)
 
     def replied(self, inbound: Inbound) -> None:
         """The replies to ``inbound`` are out (see ``handle(confirm=True)``)."""

@@ -40,6 +40,8 @@ class Turn:
     assessment: Assessment | None = None
     pre: Precomputed | None = None
     out: list[Outbound] = field(default_factory=list)
+    # Answers saved in this turn, by question (the follow-up names the one just saved).
+    saved: dict[str, Answer] = field(default_factory=dict)
 
 
 # What the follow-up names, most concrete first: an earlier answer returned to, a flipped stance,
@@ -195,6 +197,7 @@ class Turns:
                 answer.embedding = to_bytes(self.detector.embedder.encode([effect.text])[0])
                 answer.embedding_model = self.detector.embedder.model_id
         s.flush()
+        turn.saved[effect.key] = answer
 
     def _assess(self, s: Session, turn: Turn, key: str) -> Assessment:
         checkin = turn.checkin
@@ -223,12 +226,13 @@ class Turns:
 
     def _followup(self, s: Session, turn: Turn, key: str) -> Outbound:
         checkin = turn.checkin
-        pending = store.pending_followup(s, checkin.id)
-        if pending is None or turn.assessment is not None:
+        # A fresh assessment asks a new follow-up; otherwise the pending one is asked again.
+        pending = store.pending_followup(s, checkin.id) if turn.assessment is None else None
+        if pending is None:
             assessment = turn.assessment
             assert assessment is not None
             assert assessment.compared_to is not None
-            answer = store.answer_for(s, checkin.id, key)
+            answer = turn.saved.get(key) or store.answer_for(s, checkin.id, key)
             assert answer is not None
             params = self._followup_params(answer, assessment)
             # Anonymous programs: the person is told that the quote of their own words is theirs alone.
@@ -240,8 +244,7 @@ class Turns:
                 prompt={k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in params.items()},
                 asked_at=turn.now,
             )  # fmt: skip
-            s.add(pending)
-            s.flush()
+            s.add(pending)  # written with the commit
         params = dict(pending.prompt)
         if isinstance(params.get("when"), str):
             params["when"] = dt.datetime.fromisoformat(params["when"])
