@@ -1,13 +1,15 @@
-"""How fast Rapport acknowledges Slack, and how long the work after the acknowledgement takes.
+"""How fast Rapport acknowledges Slack, whether the answer is stored by then, and how long until
+the replies are out.
 
     .venv/bin/python benchmarks/slack_ack.py [people]
 
-Slack wants an answer within 3 seconds, and retries otherwise. The Slack channel acknowledges
-first and works after (the engine, with the real sentence model, in a worker thread). This runs
-the real ``SlackChannel`` (Bolt ``AsyncApp`` + slack-sdk client) against the loopback Web API
-fake on a temporary SQLite database, sends each person's signed rating click and signed free-text
-DM over real HTTP, and prints JSON: the acknowledgement times (HTTP round trip of the signed
-request) and the time until the replies were posted.
+Slack wants an answer within 3 seconds, and retries otherwise. The Slack channel stores a person's
+answer (the engine, with the real sentence model, in a worker thread) before it acknowledges, for
+at most 2 s, and posts the replies after. This runs the real ``SlackChannel`` (Bolt ``AsyncApp`` +
+slack-sdk client) against the loopback Web API fake on a temporary SQLite database, sends each
+person's signed rating click and signed free-text DM over real HTTP, and prints JSON: the
+acknowledgement times (HTTP round trip of the signed request), how many answers were already
+committed when the acknowledgement arrived, and the time until the replies were posted.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from bot.app import build  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.web import make_web_app  # noqa: E402
+from memory.models import Answer  # noqa: E402
 from tests.channels.slack_kit import Clock, SlackRig, make_channel  # noqa: E402
 from tests.fakes.slack_api import FakeSlackAPI  # noqa: E402
 
@@ -59,12 +63,19 @@ async def main(people: int) -> dict[str, Any]:
                     await rig.roster(f"p{i:04d}", slack_user=user)
                     await rig.invite(f"p{i:04d}", user=user)
                 acks: dict[str, list[float]] = {"rating_click": [], "text_dm": []}
+                stored_at_ack = {"rating_click": 0, "text_dm": 0}
                 done: list[float] = []
+
+                def answers() -> int:
+                    with app.sessions() as s:
+                        return int(s.scalar(select(func.count()).select_from(Answer)) or 0)
+
                 for user in users:
                     for kind, send in (
                         ("rating_click", lambda u=user: rig.click(u, value=7)),
                         ("text_dm", lambda u=user: rig.dm(u, TEXT)),
                     ):
+                        before = answers()
                         started = time.perf_counter()
                         # Measure the acknowledgement alone: post without waiting for the work.
                         drain, channel.drain = channel.drain, _no_wait  # type: ignore[method-assign]
@@ -74,6 +85,7 @@ async def main(people: int) -> dict[str, Any]:
                             channel.drain = drain  # type: ignore[method-assign]
                         acks[kind].append(time.perf_counter() - started)
                         assert resp.status == 200
+                        stored_at_ack[kind] += answers() > before
                         await channel.drain()
                         done.append(time.perf_counter() - started)
                 await channel.stop()
@@ -83,6 +95,7 @@ async def main(people: int) -> dict[str, Any]:
         "people": people,
         "ack_rating_click": summary(acks["rating_click"]),
         "ack_text_dm": summary(acks["text_dm"]),
+        "stored_when_acknowledged": {k: f"{v}/{people}" for k, v in stored_at_ack.items()},
         "until_replies_posted": summary(done),
         "slack_deadline_ms": 3000,
     }

@@ -14,7 +14,8 @@ Usage::
 Every inbound request is signed with ``SIGNING_SECRET`` the way Slack signs (HMAC-SHA256 of
 ``v0:<timestamp>:<body>``), computed here independently of Bolt and slack-sdk, and goes over real
 HTTP to ``/slack/events``. After each request the rig waits for the work the channel started
-after its acknowledgement (``SlackChannel.drain``).
+after its acknowledgement (``SlackChannel.drain``), unless told not to (``drain=False``: what Slack
+has when the acknowledgement arrives).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,20 +91,23 @@ class SlackRig:
 
     # Inbound ----------------------------------------------------------------------------------
 
-    async def post_raw(self, body: str, headers: dict[str, str]) -> ClientResponse:
+    async def post_raw(self, body: str, headers: dict[str, str], *, drain: bool = True) -> ClientResponse:
         resp = await self.http.post("/slack/events", data=body.encode(), headers=headers)
         await resp.read()
-        await self.channel.drain()
+        if drain:
+            await self.channel.drain()
         return resp
 
-    async def post(self, payload: JSON, *, form: bool = False, headers: dict[str, str] | None = None) -> ClientResponse:
+    async def post(
+        self, payload: JSON, *, form: bool = False, headers: dict[str, str] | None = None, drain: bool = True
+    ) -> ClientResponse:
         if form:
             body = urllib.parse.urlencode({"payload": json.dumps(payload)})
             ctype = "application/x-www-form-urlencoded"
         else:
             body = json.dumps(payload)
             ctype = "application/json"
-        return await self.post_raw(body, {"Content-Type": ctype, **sign(body), **(headers or {})})
+        return await self.post_raw(body, {"Content-Type": ctype, **sign(body), **(headers or {})}, drain=drain)
 
     def envelope(self, event: JSON, *, event_id: str | None = None, team: str = TEAM) -> JSON:
         return {
@@ -127,6 +132,7 @@ class SlackRig:
         event_id: str | None = None,
         headers: dict[str, str] | None = None,
         markup: bool = False,
+        drain: bool = True,
         **extra: Any,
     ) -> ClientResponse:
         """A DM as Slack sends it: typed ``&``, ``<``, ``>`` arrive escaped, unless ``markup``
@@ -140,9 +146,9 @@ class SlackRig:
             "channel_type": "im",
             **extra,
         }
-        return await self.post(self.envelope(event, event_id=event_id), headers=headers)
+        return await self.post(self.envelope(event, event_id=event_id), headers=headers, drain=drain)
 
-    async def click(self, user: str, *, value: int, message: JSON | None = None) -> ClientResponse:
+    async def click(self, user: str, *, value: int, message: JSON | None = None, drain: bool = True) -> ClientResponse:
         """Click the rating button ``value`` on the latest rating message posted to the user."""
         message = message or self.last_rating_message(dm_of(user))
         button = next(
@@ -152,7 +158,7 @@ class SlackRig:
             for e in b["elements"]
             if e["value"].endswith(f":{value}")
         )
-        return await self.post(self.block_actions(user, message, button), form=True)
+        return await self.post(self.block_actions(user, message, button), form=True, drain=drain)
 
     def block_actions(self, user: str, message: JSON, button: JSON) -> JSON:
         return {
@@ -241,15 +247,22 @@ def make_channel(app: App, api: FakeSlackAPI, clock: Callable[[], dt.datetime], 
     return SlackChannel(**options)
 
 
+@asynccontextmanager
+async def open_rig(app: App, api: FakeSlackAPI, clock: Clock | None = None, **channel: Any) -> AsyncIterator[SlackRig]:
+    """A started channel (``make_channel`` with ``channel`` options) behind its own web server.
+    Two rigs on the same app and fake are two ``rapport run`` processes."""
+    clock = clock or Clock()
+    slack = make_channel(app, api, clock, **channel)
+    async with TestClient(TestServer(make_web_app(routes=slack.routes()))) as http:
+        await slack.start()
+        await slack.drain()  # the first round of linking the roster by e-mail
+        try:
+            yield SlackRig(api=api, app=app, channel=slack, http=http, clock=clock)
+        finally:
+            await slack.stop()
+
+
 @pytest.fixture
 async def slack_rig(make_app: Callable[..., App]) -> AsyncIterator[SlackRig]:
-    async with FakeSlackAPI() as api:
-        app = make_app()
-        clock = Clock()
-        channel = make_channel(app, api, clock)
-        async with TestClient(TestServer(make_web_app(routes=channel.routes()))) as http:
-            await channel.start()
-            await channel.drain()  # the first round of linking the roster by e-mail
-            rig = SlackRig(api=api, app=app, channel=channel, http=http, clock=clock)
-            yield rig
-            await channel.stop()
+    async with FakeSlackAPI() as api, open_rig(make_app(), api) as rig:
+        yield rig

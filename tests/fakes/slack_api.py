@@ -95,6 +95,10 @@ class FakeSlackAPI:
         self._sockets: list[web.WebSocketResponse] = []
         self._envelopes = itertools.count(1)
         self.socket_acks: dict[str, JSON] = {}
+        # Called as each Socket Mode acknowledgement arrives; what it returns is kept by envelope
+        # id (what was true when Slack heard back).
+        self.on_socket_ack: Callable[[], Any] | None = None
+        self.seen_at_ack: dict[str, Any] = {}
         self._acked = asyncio.Condition()
         self.handlers: dict[str, Callable[[JSON], JSON]] = {
             "auth.test": self._auth_test,
@@ -161,10 +165,15 @@ class FakeSlackAPI:
 
     # Socket Mode ------------------------------------------------------------------------------
 
-    async def socket_send(self, payload: JSON, *, kind: str = "events_api") -> str:
-        """Push an envelope to the connected Socket Mode client; returns its envelope id."""
+    async def socket_send(
+        self, payload: JSON, *, kind: str = "events_api", retry_attempt: int = 0, retry_reason: str = ""
+    ) -> str:
+        """Push an envelope to the connected Socket Mode client; returns its envelope id. A
+        redelivery carries ``retry_attempt`` and ``retry_reason`` (``timeout``), as Slack's do."""
         envelope_id = f"env-{next(self._envelopes)}"
         envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": False}
+        if retry_attempt:
+            envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason or "timeout")
         assert self._sockets, "no Socket Mode client is connected"
         await self._sockets[-1].send_json(envelope)
         return envelope_id
@@ -184,6 +193,8 @@ class FakeSlackAPI:
             if message.type == WSMsgType.TEXT:
                 data = json.loads(message.data)
                 if isinstance(data, dict) and "envelope_id" in data:
+                    if self.on_socket_ack is not None:
+                        self.seen_at_ack[str(data["envelope_id"])] = self.on_socket_ack()
                     async with self._acked:
                         self.socket_acks[str(data["envelope_id"])] = data
                         self._acked.notify_all()

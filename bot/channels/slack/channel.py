@@ -2,15 +2,16 @@
 what a payload asks for; the engine decides what to say.
 
 * a person's DM (text, a typed number, ``help``/``skip``/``stop``/``start``) -> an answer;
-* a rating button -> acknowledged at once, the message updated to show the choice (once, whichever
-  process sees the click first), then the choice is the answer;
+* a rating button -> the choice is the answer; the message is updated to show it (once, whichever
+  process sees the click first);
 * "Stop check-ins" under a question -> the ``stop`` command (the conversation asks to confirm);
 * an edited DM corrects that answer, a deleted one changes nothing, a file is a ``non_text``;
 * the App Home (``home``), the *Record a promise* shortcut (``shortcut``);
 * roster entries with an e-mail are linked to Slack users (``users.lookupByEmail``), now and
   every ``link_every_seconds``, and when they write first (``linking``).
 
-Slack retries an event it thinks we missed, and the engine processes each ``event_id`` once.
+A person's words or choice are stored before Slack is told they arrived (``intake``): Slack retries
+an event it thinks we missed, and the engine processes each ``event_id`` once.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -36,6 +37,7 @@ from bot.channels.base import Address, Inbound, Markup, Outbound, Sent
 from bot.channels.slack import home, shortcut
 from bot.channels.slack.blocks import JSON
 from bot.channels.slack.install import BOT_SCOPES, ThreadedInstallationStore, ThreadedStateStore
+from bot.channels.slack.intake import STORE_WITHIN_SECONDS, Intake, Then
 from bot.channels.slack.linking import LinkReport, RosterLinker
 from bot.channels.slack.receiver import Ack, SlackReceiver
 from bot.channels.slack.translate import (
@@ -59,6 +61,12 @@ log = logging.getLogger("bot.channels.slack")
 
 #: A rating message answered once stays answered (in every process) this long.
 CLICKED_FOR = dt.timedelta(days=60)
+
+#: What became of an event in the engine: ``done`` (stored, or known as a duplicate), ``raced``
+#: (another process committed it a moment ago), ``failed`` (nothing stored; "try again" is said).
+Outcome = Literal["done", "raced", "failed"]
+#: Posts the replies of an answered event (after the acknowledgement).
+Send = Callable[[list[Outbound], Outcome], Awaitable[None]]
 
 
 def utcnow() -> dt.datetime:
@@ -103,6 +111,7 @@ class SlackChannel:
         retry_backoff: float = 0.5,
         timeout_seconds: float = 30.0,
         link_every_seconds: float = 3600.0,
+        store_within_seconds: float = STORE_WITHIN_SECONDS,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         if mode not in ("socket", "http"):
@@ -146,7 +155,7 @@ class SlackChannel:
         )  # fmt: skip
         self.receiver.register(self)
         self.bolt = self.receiver.bolt
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.intake = Intake(store_within=store_within_seconds)
         self.linker = RosterLinker(
             people=self.people, transport=self.transport, clock=clock, every_seconds=link_every_seconds
         )
@@ -179,8 +188,7 @@ class SlackChannel:
         """Wait until the work started so far is done: acknowledged events, and the first round of
         linking the roster after ``start``."""
         await self.linker.first_round()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.intake.drain()
 
     async def link_people(self) -> LinkReport:
         """Link roster entries that have an e-mail but no Slack identity (``rapport slack link``)."""
@@ -193,29 +201,56 @@ class SlackChannel:
     # Handing payloads to work -----------------------------------------------------------------
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except Exception:
-                log.exception("slack: handling an event failed")
+        self.intake.spawn(work)
 
-        task = asyncio.get_running_loop().create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def take(self, store: Coroutine[Any, Any, Then | None]) -> None:
+        await self.intake.take(store)
 
     def workspace(self, body: JSON) -> str:
         return workspace_of(body, multi_workspace=self.multi_workspace)
 
     async def handle(self, inbound: Inbound) -> list[Outbound]:
+        return (await self._engine(inbound, confirm=False))[0]
+
+    async def _engine(self, inbound: Inbound, *, confirm: bool) -> tuple[list[Outbound], Outcome]:
         try:
-            return await asyncio.to_thread(self.service.handle, inbound, markup=self.markup)
+            replies = await asyncio.to_thread(self.service.handle, inbound, markup=self.markup, confirm=confirm)
         except IntegrityError:
             # The same event committed by another worker a moment ago: it is done, say nothing.
             log.info("slack: concurrent duplicate event ignored")
-            return []
+            return [], "raced"
         except Exception:
             log.exception("slack: the engine failed on an inbound event", extra={"kind": inbound.kind})
-            return [Outbound(text=prompts.render("person/try_again", self.markup))]
+            return [Outbound(text=prompts.render("person/try_again", self.markup))], "failed"
+        return replies, "done"
+
+    async def answer(self, inbound: Inbound, send: Send) -> Then | None:
+        """Store ``inbound`` (the listener awaits this, before the acknowledgement) and return the
+        rest: ``send`` the replies, then tell the engine they are out. A delivery of an event this
+        process is answering already waits until that one is stored and does nothing more."""
+        key = inbound.event_key
+        first = self.intake.answering(key)
+        if first is not None:
+            log.info("slack: a redelivered event is being answered here already")
+            await first.wait()
+            return None
+        stored = self.intake.begin(key)
+        try:
+            replies, outcome = await self._engine(inbound, confirm=True)
+        except BaseException:
+            self.intake.end(key, stored)
+            raise
+        stored.set()
+
+        async def then() -> None:
+            try:
+                await send(replies, outcome)
+                if outcome == "done":
+                    await asyncio.to_thread(self.service.replied, inbound)
+            finally:
+                self.intake.end(key, stored)
+
+        return then
 
     async def reply(
         self, client: AsyncWebClient, channel: str, replies: Sequence[Outbound], thread: str | None
@@ -229,7 +264,7 @@ class SlackChannel:
 
     # Payloads ---------------------------------------------------------------------------------
 
-    async def on_message(self, body: JSON, client: AsyncWebClient) -> None:
+    async def on_message(self, body: JSON, client: AsyncWebClient) -> Then | None:
         translated = translate_message(body, workspace=self.workspace(body), now=self.clock())
         if translated is None:
             event = obj(body.get("event"))
@@ -237,41 +272,62 @@ class SlackChannel:
                 "slack message ignored",
                 extra={"subtype": str(event.get("subtype"))[:50], "channel_type": str(event.get("channel_type"))[:20]},
             )
-            return
+            return None
         inbound, channel, thread = translated
         if inbound.kind in ("text", "non_text"):
             await self.linker.link_sender(client, inbound.sender, inbound.workspace)
-        await self.reply(client, channel, await self.handle(inbound), thread)
 
-    async def on_rating(self, body: JSON, client: AsyncWebClient) -> None:
+        async def send(replies: list[Outbound], _outcome: Outcome) -> None:
+            await self.reply(client, channel, replies, thread)
+
+        return await self.answer(inbound, send)
+
+    async def on_rating(self, body: JSON, client: AsyncWebClient) -> Then | None:
         translated = translate_rating(body, workspace=self.workspace(body), now=self.clock())
         if translated is None:
-            return
+            return None
         inbound, channel, message_ts = translated
-        key = f"slack:clicked:{channel}:{message_ts}"
-        if not await asyncio.to_thread(self.marks.claim, key, now=self.clock(), ttl=CLICKED_FOR):
-            # A second click before the buttons were replaced (in this process or another): the
-            # first one is the answer (the engine's idempotency key says so too), so the message
-            # must not show this one.
-            log.info("slack: a second click on the same rating message ignored")
-            return
-        view = chosen_view(body.get("message"), inbound)
-        if view is not None:
-            text, blocks = view
-            try:
-                await client.chat_update(channel=channel, ts=message_ts, text=text, blocks=blocks)
-            except (SlackApiError, aiohttp.ClientError, TimeoutError):
-                log.warning("slack: the rating message could not be updated", extra={"conversation": channel})
-        await self.reply(client, channel, await self.handle(inbound), None)
+        mark = f"slack:clicked:{channel}:{message_ts}"
+        # The first click on a message (in any process) has the message show its choice; a later
+        # one still reaches the engine, which counts one answer per message (its event key), so a
+        # click whose process died before storing it is not lost.
+        first_click = await asyncio.to_thread(self.marks.claim, mark, now=self.clock(), ttl=CLICKED_FOR)
+        if not first_click:
+            log.info("slack: a second click on the same rating message")
 
-    async def on_stop(self, body: JSON, client: AsyncWebClient) -> None:
+        async def send(replies: list[Outbound], outcome: Outcome) -> None:
+            if first_click and outcome == "failed":
+                # Nothing was stored: the buttons stay, and the next click is a first one.
+                await asyncio.to_thread(self.marks.drop, mark)
+            elif first_click:
+                await self.show_choice(client, channel, message_ts, chosen_view(body.get("message"), inbound))
+            await self.reply(client, channel, replies, None)
+
+        return await self.answer(inbound, send)
+
+    async def show_choice(
+        self, client: AsyncWebClient, channel: str, message_ts: str, view: tuple[str, list[JSON]] | None
+    ) -> None:
+        if view is None:
+            return
+        text, blocks = view
+        try:
+            await client.chat_update(channel=channel, ts=message_ts, text=text, blocks=blocks)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError):
+            log.warning("slack: the rating message could not be updated", extra={"conversation": channel})
+
+    async def on_stop(self, body: JSON, client: AsyncWebClient) -> Then | None:
         """The *Stop check-ins* button under a question: the conversation asks to confirm, as for a
         typed stop."""
         translated = translate_stop(body, workspace=self.workspace(body), now=self.clock())
         if translated is None:
-            return
+            return None
         inbound, channel = translated
-        await self.reply(client, channel, await self.handle(inbound), None)
+
+        async def send(replies: list[Outbound], _outcome: Outcome) -> None:
+            await self.reply(client, channel, replies, None)
+
+        return await self.answer(inbound, send)
 
     async def on_mention(self, body: JSON, client: AsyncWebClient) -> None:
         """@Rapport in a channel: tell the person, privately, that check-ins happen in the DM."""
@@ -308,8 +364,8 @@ class SlackChannel:
     async def on_home_opened(self, body: JSON, client: AsyncWebClient) -> None:
         await home.opened(self, body, client)
 
-    async def on_home_button(self, body: JSON, client: AsyncWebClient) -> None:
-        await home.button(self, body, client)
+    async def on_home_button(self, body: JSON, client: AsyncWebClient) -> Then | None:
+        return await home.button(self, body, client)
 
     async def on_promise_shortcut(self, body: JSON, client: AsyncWebClient) -> None:
         await shortcut.open_form(self, body, client)

@@ -3,7 +3,8 @@
 What a person sees is the engine's view of their own history (``People.history``); the stop
 button records the engine's one opt-out rule (``People.opt_out``), and resume is the ``start``
 command, exactly as typed in the DM. Each answer's "Delete" button (with Slack's confirmation
-dialog) deletes it through the engine's rule (``OwnData.delete``, ``bot.engine.mydata``).
+dialog) deletes it through the engine's rule (``OwnData.delete``, ``bot.engine.mydata``). A button's
+decision is stored before the click is acknowledged; the DM and the refreshed tab follow it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import prompts
 from bot.channels.base import Address, Inbound, Outbound
 from bot.channels.slack.blocks import HOME_DELETE_ACTION, HOME_STOP_ACTION, JSON, home_view
+from bot.channels.slack.intake import Then
 from bot.channels.slack.translate import NAME, dig, obj, text_of
 from memory.errors import DeliveryError
 
@@ -48,12 +50,14 @@ async def publish(channel: SlackChannel, client: AsyncWebClient, user: str, work
         log.warning("slack: the App Home could not be published")
 
 
-async def button(channel: SlackChannel, body: JSON, client: AsyncWebClient) -> None:
+async def button(channel: SlackChannel, body: JSON, client: AsyncWebClient) -> Then | None:
+    """Carry out a Home tab button (before the acknowledgement); returns the rest (the DM saying
+    so, the refreshed tab)."""
     actions = body.get("actions")
     action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
     user = text_of(dig(body, "user", "id"))
     if not user:
-        return
+        return None
     workspace = channel.workspace(body)
     now = channel.clock()
     if action.get("action_id") == HOME_DELETE_ACTION:
@@ -74,11 +78,16 @@ async def button(channel: SlackChannel, body: JSON, client: AsyncWebClient) -> N
         replies = await channel.handle(
             Inbound(channel=NAME, sender=user, workspace=workspace, kind="command", command="start", received_at=now)
         )
-    if replies:
-        try:
-            dm = await channel.transport.open_dm(client, Address(channel=NAME, external_id=user, workspace=workspace))
-        except DeliveryError:
-            dm = None
-        if dm is not None:
-            await channel.reply(client, dm, replies, None)
-    await publish(channel, client, user, workspace)
+
+    async def then() -> None:
+        if replies:
+            try:
+                address = Address(channel=NAME, external_id=user, workspace=workspace)
+                dm = await channel.transport.open_dm(client, address)
+            except DeliveryError:
+                dm = None
+            if dm is not None:
+                await channel.reply(client, dm, replies, None)
+        await publish(channel, client, user, workspace)
+
+    return then

@@ -2,8 +2,10 @@
 API on Rapport's own web server (``/slack/events``, every request signature-checked by Bolt),
 plus the OAuth install routes when the install flow is on.
 
-Listeners only acknowledge and hand the work to a task of the channel, so Slack always hears back
-within its 3 seconds; every payload type Rapport does not use is acknowledged and ignored.
+A payload that carries a person's words or choice (a DM, an edit, a rating, *Yes*/*No*, *Stop
+check-ins*, the App Home buttons) is stored before it is acknowledged, within a bound under Slack's
+3 seconds, and the replies follow the acknowledgement (``intake``); anything else is handed to a
+task and acknowledged at once. Every payload type Rapport does not use is acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bot.channels.slack.blocks import (
     RATING_ACTION,
     STOP_ACTION,
 )
+from bot.channels.slack.intake import Then
 from bot.channels.slack.translate import obj
 
 log = logging.getLogger("bot.channels.slack")
@@ -47,13 +50,14 @@ class Listener(Protocol):
     """What the receiver hands payloads to (the channel)."""
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
-    async def on_message(self, body: JSON, client: AsyncWebClient) -> None: ...
-    async def on_rating(self, body: JSON, client: AsyncWebClient) -> None: ...
-    async def on_stop(self, body: JSON, client: AsyncWebClient) -> None: ...
+    async def take(self, store: Coroutine[Any, Any, Then | None]) -> None: ...
+    async def on_message(self, body: JSON, client: AsyncWebClient) -> Then | None: ...
+    async def on_rating(self, body: JSON, client: AsyncWebClient) -> Then | None: ...
+    async def on_stop(self, body: JSON, client: AsyncWebClient) -> Then | None: ...
     async def on_mention(self, body: JSON, client: AsyncWebClient) -> None: ...
     async def on_revoked(self, body: JSON, *, uninstalled: bool) -> None: ...
     async def on_home_opened(self, body: JSON, client: AsyncWebClient) -> None: ...
-    async def on_home_button(self, body: JSON, client: AsyncWebClient) -> None: ...
+    async def on_home_button(self, body: JSON, client: AsyncWebClient) -> Then | None: ...
     async def on_promise_shortcut(self, body: JSON, client: AsyncWebClient) -> None: ...
     async def on_promise_form(self, ack: Ack, body: JSON) -> None: ...
 
@@ -78,9 +82,8 @@ class SlackReceiver:
             name="rapport",
             logger=logging.getLogger(BOLT_LOGGER),
             client=client,
-            # Listeners only hand the work to a task of the channel, so they return at once;
-            # running them before the response makes the hand-over certain (``drain`` then sees
-            # every task) without delaying the acknowledgement.
+            # The response (the acknowledgement) goes out when the listener returns: after a
+            # person's answer is stored (``take``, bounded under Slack's 3 s), at once otherwise.
             process_before_response=True,
             # Bolt falls back to SLACK_SIGNING_SECRET when given None; the config decides here.
             signing_secret=signing_secret or "",
@@ -119,7 +122,7 @@ class SlackReceiver:
 
         @app.event("message")
         async def on_message(body: JSON, client: AsyncWebClient) -> None:
-            to.spawn(to.on_message(body, client))
+            await to.take(to.on_message(body, client))
 
         @app.event("app_home_opened")
         async def on_home(body: JSON, client: AsyncWebClient) -> None:
@@ -143,18 +146,18 @@ class SlackReceiver:
 
         @app.action(re.compile(f"^({RATING_ACTION}|{CONFIRM_ACTION}_)"))
         async def on_rating(ack: Ack, body: JSON, client: AsyncWebClient) -> None:
-            await ack()
-            to.spawn(to.on_rating(body, client))
+            await ack()  # recorded now, sent when the listener returns
+            await to.take(to.on_rating(body, client))
 
         @app.action(STOP_ACTION)
         async def on_stop(ack: Ack, body: JSON, client: AsyncWebClient) -> None:
-            await ack()
-            to.spawn(to.on_stop(body, client))
+            await ack()  # recorded now, sent when the listener returns
+            await to.take(to.on_stop(body, client))
 
         @app.action(re.compile(f"^({HOME_STOP_ACTION}|{HOME_RESUME_ACTION}|{HOME_DELETE_ACTION})$"))
         async def on_home_button(ack: Ack, body: JSON, client: AsyncWebClient) -> None:
-            await ack()
-            to.spawn(to.on_home_button(body, client))
+            await ack()  # recorded now, sent when the listener returns
+            await to.take(to.on_home_button(body, client))
 
         @app.shortcut(PROMISE_SHORTCUT)
         async def on_promise_shortcut(ack: Ack, body: JSON, client: AsyncWebClient) -> None:
@@ -208,8 +211,8 @@ def acknowledgeable(response: BoltResponse) -> BoltResponse:
     """What Slack should hear back: Bolt's own answer, except for payloads no listener can take.
 
     A 404 is Bolt's "unhandled request" (a payload type with no listener at all) and a 5xx is Bolt
-    failing on a malformed payload (Rapport's listeners only acknowledge and hand work to tasks,
-    so they do not fail). A retry would end the same way, so both are acknowledged instead.
+    failing on a malformed payload (Rapport's listeners catch their own failures: an answer the
+    engine failed on is answered with "try again"). A retry would end the same way, so both are acknowledged instead.
     """
     if response.status == 404 or response.status >= 500:
         log.debug("slack: a payload no listener could take was acknowledged", extra={"status": response.status})
