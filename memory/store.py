@@ -224,8 +224,8 @@ def claim_event(s: Session, key: str, now: dt.datetime, *, replied: bool = True)
     # nothing.
     insert = sqlite_insert if s.get_bind().dialect.name == "sqlite" else postgresql_insert
     row = {"key": key, "processed_at": now, "replied_at": now if replied else None}
-    result = s.execute(insert(ProcessedEvent).values(row).on_conflict_do_nothing(index_elements=["key"]))
-    return bool(getattr(result, "rowcount", 0) == 1)
+    claim = insert(ProcessedEvent).values(row).on_conflict_do_nothing(index_elements=["key"])
+    return s.execute(claim.returning(ProcessedEvent.key)).first() is not None
 
 
 _EVENT_SEEN = select(ProcessedEvent.key).where(ProcessedEvent.key == bindparam("key"))

@@ -269,8 +269,9 @@ class CheckinService:
     def replied(self, inbound: Inbound) -> None:
         """The replies to ``inbound`` are out (see ``handle(confirm=True)``)."""
         if inbound.event_key:
-            with transaction(self.sessions) as s:
-                store.mark_replied(s, f"{inbound.channel}:{inbound.event_key}", self.clock())
+            key, now = f"{inbound.channel}:{inbound.event_key}", self.clock()
+            # Queued with the answers' writes (on SQLite, it commits with whichever are waiting).
+            self._writes.run(lambda s, _after: store.mark_replied(s, key, now))
 
     def _where_it_stands(self, s: Session, inbound: Inbound, markup: prompts.Markup) -> list[Outbound]:
         """The event was stored but its replies may never have gone out: show the person the
