@@ -179,6 +179,8 @@ class Wave(Base):
     opens_at: Mapped[dt.datetime]
     closes_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
+    # Set by ``rapport wave cancel`` before the planned end (closed_at is set too): see scheduler.waves.
+    cancelled_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
 
     program: Mapped[Program] = relationship()

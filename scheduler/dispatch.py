@@ -7,8 +7,9 @@ Nothing lost, nothing twice:
   (or a dead holder) wins for exactly one claimer. A claim sets ``claimed_by`` and a lease
   (``claimed_until``) and commits before anything is sent.
 * **Count what was tried.** Just before the handler runs, the attempt is counted and an
-  ``outbox_sends`` marker is written; the marker goes when the outcome is recorded. A claimed row
-  without a marker was never tried: taking it back costs no attempt and cannot duplicate.
+  ``outbox_sends`` marker is written; the marker goes when the outcome is recorded
+  (:mod:`scheduler.outcomes`). A claimed row without a marker was never tried: taking it back
+  costs no attempt and cannot duplicate.
 * **Dead holders are noticed in seconds.** Every dispatcher refreshes a heartbeat row
   (``scheduler.leader.beat``). A claim whose holder's heartbeat is older than ``dead_after``
   (30 s), or whose lease ended, is taken back.
@@ -39,39 +40,22 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.db import transaction
-from memory.errors import DeliveryError, DeliveryUnknown, PermanentFailure, RapportError, RetryLater, Unreachable
-from memory.models import Checkin, OutboxMessage
-from memory.models_scheduler import OutboxSend
+from memory.errors import DeliveryError, DeliveryUnknown, PermanentFailure, RetryLater, Unreachable
+from memory.models import OutboxMessage
 from scheduler.claims import set_aside, take_back
+from scheduler.handlers import Handler, NotNow, SkipMessage
 from scheduler.leader import DEAD_AFTER, HEARTBEAT_EVERY, beat, live_workers
+from scheduler.outcomes import Outcomes
 from scheduler.plans import ProgramSchedule
 
 log = logging.getLogger(__name__)
 
-#: Sends one outbox row; returns the channel's message id. Raises DeliveryError subclasses.
-Handler = Callable[[OutboxMessage], Awaitable[str | None]]
-
-
-class SkipMessage(RapportError):
-    """Raised by a handler when the row no longer makes sense (the check-in closed meanwhile)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
-class NotNow(RapportError):
-    """Raised by a handler when the row cannot go out from this process yet (its channel is off
-    here): it waits ``retry_after`` seconds and the wait does not count as an attempt."""
-
-    def __init__(self, reason: str, retry_after: float) -> None:
-        self.reason = reason
-        self.retry_after = retry_after
-        super().__init__(reason)
+# The handler contract lives in scheduler.handlers; these names stay importable from here.
+__all__ = ["DispatchReport", "DispatchSettings", "Dispatcher", "Handler", "NotNow", "SkipMessage"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +112,7 @@ class Dispatcher:
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.record = Outcomes(sessions=sessions, worker_id=worker_id)
         self._program_names: dict[int, str] = {}
         self.stopping = False
         # Rows the last claim rescheduled (outside the window) or skipped (too late) instead.
@@ -221,17 +206,17 @@ class Dispatcher:
 
     async def _send(self, row: OutboxMessage, report: DispatchReport) -> None:
         if self.stopping:
-            await asyncio.to_thread(self._release, row)
+            await asyncio.to_thread(self.record.release, row)
             report.released += 1
             return
         handler = self.handlers[row.kind]
-        if not await asyncio.to_thread(self._begin, row):
+        if not await asyncio.to_thread(self.record.begin, row, self.clock()):
             log.warning("the claim was taken back before its send began", extra={"outbox_id": row.id})
             return
         try:
             ref = await asyncio.wait_for(handler(row), timeout=self.settings.send_timeout)
         except SkipMessage as exc:
-            await asyncio.to_thread(self._finish, row, "skipped", exc.reason)
+            await asyncio.to_thread(self.record.finish, row, "skipped", exc.reason)
             report.skipped += 1
         except NotNow as exc:
             report.deferred += await asyncio.to_thread(self._retry, row, exc.reason, exc.retry_after, False)
@@ -239,17 +224,17 @@ class Dispatcher:
             # The platform took the request and never answered: the message may have arrived.
             # Sending it again could deliver it twice, so it is recorded, not retried; the
             # check-in it opened stays open and its reminder follows as usual.
-            await asyncio.to_thread(self._finish, row, "unknown", exc.reason)
+            await asyncio.to_thread(self.record.finish, row, "unknown", exc.reason)
             report.unknown += 1
         except RetryLater as exc:
             report.retried += await asyncio.to_thread(self._retry, row, exc.reason, exc.retry_after)
         except TimeoutError:
             report.retried += await asyncio.to_thread(self._retry, row, "timed out", None)
         except Unreachable as exc:
-            await asyncio.to_thread(self._finish, row, "skipped", f"unreachable: {exc.reason}")
+            await asyncio.to_thread(self.record.finish, row, "skipped", f"unreachable: {exc.reason}")
             report.skipped += 1
         except PermanentFailure as exc:
-            await asyncio.to_thread(self._finish, row, "failed", exc.reason)
+            await asyncio.to_thread(self.record.finish, row, "failed", exc.reason)
             report.failed += 1
         except DeliveryError as exc:
             report.retried += await asyncio.to_thread(self._retry, row, exc.reason, None)
@@ -257,65 +242,8 @@ class Dispatcher:
             log.exception("handler crashed; the row will be retried", extra={"outbox_id": row.id, "kind": row.kind})
             report.retried += await asyncio.to_thread(self._retry, row, "internal error (see logs)", None)
         else:
-            await asyncio.to_thread(self._mark_sent, row, ref)
+            await asyncio.to_thread(self.record.sent, row, ref, self.clock())
             report.sent += 1
-
-    def _mine(self, row: OutboxMessage) -> object:
-        return and_(
-            OutboxMessage.id == row.id, OutboxMessage.status == "claimed", OutboxMessage.claimed_by == self.worker_id
-        )
-
-    def _begin(self, row: OutboxMessage) -> bool:
-        """Count the attempt and mark that a send has started; False if the claim was lost."""
-        with transaction(self.sessions) as s:
-            won = s.execute(
-                update(OutboxMessage)
-                .where(self._mine(row))  # type: ignore[arg-type]
-                .values(attempts=OutboxMessage.attempts + 1)
-                .execution_options(synchronize_session=False)
-            )
-            if won.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            s.execute(delete(OutboxSend).where(OutboxSend.outbox_id == row.id))
-            s.add(OutboxSend(outbox_id=row.id, worker_id=self.worker_id, started_at=self.clock()))
-        row.attempts += 1
-        return True
-
-    @staticmethod
-    def _ended(s: Session, row: OutboxMessage) -> None:
-        """The attempt's outcome is recorded: it is no longer a send that may be under way."""
-        s.execute(delete(OutboxSend).where(OutboxSend.outbox_id == row.id))
-
-    def _mark_sent(self, row: OutboxMessage, ref: str | None) -> None:
-        now = self.clock()
-        with transaction(self.sessions) as s:
-            done = s.execute(
-                update(OutboxMessage)
-                .where(self._mine(row))  # type: ignore[arg-type]
-                .values(status="sent", sent_at=now, external_ref=ref, claimed_until=None, last_error=None)
-                .execution_options(synchronize_session=False)
-            )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                log.warning("sent, but the lease was lost meanwhile", extra={"outbox_id": row.id})
-                return
-            self._ended(s, row)
-            if row.kind == "reminder" and row.checkin_id is not None:
-                n = int(row.payload.get("n", 0)) if isinstance(row.payload, dict) else 0
-                checkin = s.get(Checkin, row.checkin_id)
-                if checkin is not None:
-                    checkin.reminders_sent = max(checkin.reminders_sent, n or checkin.reminders_sent + 1)
-        log.info("sent", extra={"outbox_id": row.id, "kind": row.kind, "channel": row.channel})
-
-    def _finish(self, row: OutboxMessage, status: str, reason: str) -> None:
-        with transaction(self.sessions) as s:
-            s.execute(
-                update(OutboxMessage)
-                .where(self._mine(row))  # type: ignore[arg-type]
-                .values(status=status, last_error=reason[:500], claimed_until=None)
-                .execution_options(synchronize_session=False)
-            )
-            self._ended(s, row)
-        log.warning("not delivered", extra={"outbox_id": row.id, "kind": row.kind, "status": status, "reason": reason})
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt: exponential, capped, with jitter (50-100 %)."""
@@ -329,43 +257,19 @@ class Dispatcher:
         """
         now = self.clock()
         if counts and row.attempts >= self.settings.max_attempts:
-            self._finish(row, "failed", f"gave up after {row.attempts} attempts: {reason}")
+            self.record.finish(row, "failed", f"gave up after {row.attempts} attempts: {reason}")
             return 0
         delay = retry_after if retry_after is not None else self.backoff(row.attempts)
         when = now + dt.timedelta(seconds=max(0.0, delay))
         if row.not_after is not None and when >= row.not_after:
-            self._finish(row, "skipped", f"no time left to retry before it expires: {reason}")
+            self.record.finish(row, "skipped", f"no time left to retry before it expires: {reason}")
             return 0
-        with transaction(self.sessions) as s:
-            s.execute(
-                update(OutboxMessage)
-                .where(self._mine(row))  # type: ignore[arg-type]
-                .values(
-                    status="pending",
-                    not_before=when,
-                    claimed_by=None,
-                    claimed_until=None,
-                    last_error=reason[:500],
-                    attempts=OutboxMessage.attempts - (0 if counts else 1),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            self._ended(s, row)
+        self.record.put_back(row, reason, when=when, counts=counts)
         log.info(
             "retry later",
             extra={"outbox_id": row.id, "attempts": row.attempts, "delay_s": round(delay, 3), "reason": reason},
         )
         return 1
-
-    def _release(self, row: OutboxMessage) -> None:
-        """Give an unstarted claim back (shutting down): nothing was attempted."""
-        with transaction(self.sessions) as s:
-            s.execute(
-                update(OutboxMessage)
-                .where(self._mine(row))  # type: ignore[arg-type]
-                .values(status="pending", claimed_by=None, claimed_until=None)
-                .execution_options(synchronize_session=False)
-            )
 
     # Loop -------------------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@
   tick after its planned end, when the check-ins it kept open have ended.
 
 Both mark the wave closed before its planned end, so the planner never invites anyone into it
-again, and both are
-idempotent: closing a closed wave changes nothing.
+again; cancel also marks it cancelled (``cancelled_at``), so it is listed as cancelled, not closed
+(:func:`state`). Both are idempotent: closing a closed wave changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -29,6 +30,9 @@ Expire = Callable[[Session, Checkin, dt.datetime], None]
 
 CLOSED = "wave closed early"
 CANCELLED = "wave cancelled"
+
+#: Where a wave stands, as ``rapport wave list`` and ``wave show`` say it.
+State = Literal["open", "closed", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ def cancel_wave(s: Session, wave: Wave, now: dt.datetime, expire: Expire | None 
             expire(s, checkin, now)
         if checkin.status in OPEN_STATUSES:
             checkin.status, checkin.updated_at = "expired", now
+    if wave.cancelled_at is None and (wave.closes_at is None or now < wave.closes_at):
+        # A wave that already ran to its planned end was not cut short: it stays "closed".
+        wave.cancelled_at = now
     _mark_closed(wave, now)
     program = s.get(Program, wave.program_id)
     if program is not None and program.anonymous:
@@ -85,3 +92,13 @@ def _mark_closed(wave: Wave, now: dt.datetime) -> None:
 def closed_early(wave: Wave) -> bool:
     """Closed by an operator before its planned end: the planner invites nobody into it."""
     return wave.closed_at is not None and (wave.closes_at is None or wave.closed_at < wave.closes_at)
+
+
+def state(wave: Wave, now: dt.datetime) -> State:
+    """``cancelled`` (``rapport wave cancel``), ``closed`` (by an operator, or past its planned end)
+    or ``open``."""
+    if wave.cancelled_at is not None:
+        return "cancelled"
+    if wave.closed_at is not None or (wave.closes_at is not None and wave.closes_at <= now):
+        return "closed"
+    return "open"

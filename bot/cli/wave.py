@@ -83,12 +83,11 @@ def _wave(s: Any, ref: str, program: str | None) -> Any:
 
 
 def _wave_dict(wave: Any, now: dt.datetime) -> dict[str, Any]:
-    from scheduler.waves import human_name
+    from scheduler.waves import human_name, state
 
-    state = "closed" if wave.closed_at or (wave.closes_at and wave.closes_at <= now) else "open"
     return {
         "id": wave.id, "program": wave.program.name, "name": human_name(wave.kind, wave.opens_at), "key": wave.key,
-        "kind": wave.kind, "state": state, "opens_at": wave.opens_at.isoformat(),
+        "kind": wave.kind, "state": state(wave, now), "opens_at": wave.opens_at.isoformat(),
         "closes_at": wave.closes_at.isoformat() if wave.closes_at else None,
     }  # fmt: skip
 
@@ -99,7 +98,7 @@ def wave_list(
     program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Every wave, newest first: its number, program, name and whether it is still open."""
+    """Every wave, newest first: its number, program, name and state (open, closed or cancelled)."""
     from sqlalchemy import select
 
     from bot.cli.browse import print_table

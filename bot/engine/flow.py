@@ -1,8 +1,9 @@
 """The check-in conversation as a pure state machine.
 
 ``advance(state, event, now) -> Transition(state, effects)`` reads no clock, touches no database and
-sends nothing. The service (``bot.engine.service``) carries out the effects. The diagram in
-``flow.md`` beside this file shows every stage; a test keeps the two in step.
+sends nothing. The service (``bot.engine.service``) carries out the effects. The state, events and
+effects are the plain dataclasses of ``bot.engine.flow_types``, reachable here as ``flow.X``. The
+diagram in ``flow.md`` beside this file shows every stage; a test keeps the two in step.
 
 Stages:
 
@@ -20,202 +21,52 @@ Stages:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, get_args
+from dataclasses import replace
 
+from bot.engine.flow_types import (
+    FINAL,
+    STAGES,
+    Ask,
+    AskFollowUp,
+    AssessChange,
+    Assessed,
+    Begin,
+    Choose,
+    Command,
+    Complete,
+    Effect,
+    Event,
+    Expire,
+    MarkExpired,
+    OptOut,
+    Reply,
+    Resume,
+    SaveAnswer,
+    SaveFollowUpAnswer,
+    SaveOutcome,
+    Say,
+    SkipAnswer,
+    SkipFollowUp,
+    Stage,
+    State,
+    Step,
+    Transition,
+)
 from bot.engine.ratings import parse_rating
 from bot.engine.verdicts import VERDICT_VALUES, Verdict, parse_verdict
 from memory.non_answers import is_non_answer
 
-Stage = Literal["invited", "asking", "assessing", "followup", "reask", "confirm_stop", "completed", "opted_out",
-                "expired"]  # fmt: skip
-STAGES: tuple[Stage, ...] = get_args(Stage)
-FINAL: frozenset[Stage] = frozenset({"completed", "opted_out", "expired"})
+# The vocabulary lives in flow_types; callers use it as flow.X.
+__all__ = [
+    "COMMANDS", "FINAL", "NO", "STAGES", "YES", "Ask", "AskFollowUp", "AssessChange", "Assessed", "Begin", "Choose",
+    "Command", "Complete", "Effect", "Event", "Expire", "MarkExpired", "OptOut", "Reply", "Resume", "SaveAnswer",
+    "SaveFollowUpAnswer", "SaveOutcome", "Say", "SkipAnswer", "SkipFollowUp", "Stage", "State", "Step",
+    "Transition", "advance", "command_of", "db_status"
+]  # fmt: skip
 
 COMMANDS = {"help", "skip", "stop", "start"}
 YES = {"yes", "y", "yes.", "yes!", "yes please", "yes, stop", "stop", "confirm", "ok", "okay"}
 NO = {"no", "n", "no.", "cancel", "continue", "carry on", "go on"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Step:
-    """One question in the script of a check-in."""
-
-    key: str
-    # "promise" steps (key ``promise:<id>``) ask about a due promise after the core questions.
-    kind: Literal["rating", "text", "promise"]
-    low: int = 0
-    high: int = 10
-
-
-@dataclass(frozen=True, kw_only=True)
-class State:
-    script: tuple[Step, ...]
-    stage: Stage = "invited"
-    index: int = 0
-    followups_asked: int = 0
-    max_followups: int = 1
-    max_chars: int = 20_000
-    answered: int = 0
-    # Where "stop" was said, so "no" returns there.
-    paused_stage: Stage | None = None
-
-    @property
-    def current(self) -> Step | None:
-        return self.script[self.index] if 0 <= self.index < len(self.script) else None
-
-    @property
-    def is_final(self) -> bool:
-        return self.stage in FINAL
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["script"] = [asdict(s) for s in self.script]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> State:
-        data = dict(data)
-        data["script"] = tuple(Step(**s) for s in data.get("script", ()))
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-# Events ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Begin:
-    """Send the invitation and the first question."""
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Ask again whatever is pending (after a restart, or /start)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-
-
-@dataclass(frozen=True)
-class Choose:
-    """A button press carrying a rating."""
-
-    value: int
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-
-
-@dataclass(frozen=True)
-class Assessed:
-    changed: bool
-
-
-@dataclass(frozen=True)
-class Expire: ...
-
-
-Event = Begin | Resume | Reply | Choose | Command | Assessed | Expire
-
-
-# Effects --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Say:
-    """A message from ``prompts/`` (name without ``.j2``) with its parameters."""
-
-    template: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Ask:
-    key: str
-    first: bool = False
-
-
-@dataclass(frozen=True)
-class SaveAnswer:
-    key: str
-    kind: Literal["rating", "text"]
-    rating: int | None
-    text: str | None
-
-
-@dataclass(frozen=True)
-class SkipAnswer:
-    key: str
-
-
-@dataclass(frozen=True)
-class AssessChange:
-    key: str
-
-
-@dataclass(frozen=True)
-class AskFollowUp:
-    key: str
-
-
-@dataclass(frozen=True)
-class SaveFollowUpAnswer:
-    # Also a reply that gives no reason, not final (the reply to the re-ask replaces it), so it is
-    # kept if the person goes quiet there.
-    text: str
-    final: bool = True
-
-
-@dataclass(frozen=True)
-class SkipFollowUp: ...
-
-
-@dataclass(frozen=True)
-class SaveOutcome:
-    """The person's verdict on a promise (``key`` is the step's ``promise:<id>``)."""
-
-    key: str
-    verdict: Literal["yes", "partly", "no"]
-    comment: str | None
-
-
-@dataclass(frozen=True)
-class Complete: ...
-
-
-@dataclass(frozen=True)
-class OptOut: ...
-
-
-@dataclass(frozen=True)
-class MarkExpired: ...
-
-
-Effect = (
-    Say
-    | Ask
-    | SaveAnswer
-    | SkipAnswer
-    | AssessChange
-    | AskFollowUp
-    | SaveFollowUpAnswer
-    | SkipFollowUp
-    | SaveOutcome
-    | Complete
-    | OptOut
-    | MarkExpired
-)
-
-
-@dataclass(frozen=True)
-class Transition:
-    state: State
-    effects: tuple[Effect, ...]
 
 
 def _next(state: State, *effects: Effect) -> Transition:

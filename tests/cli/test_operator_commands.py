@@ -3,6 +3,7 @@ and the errors they see when they mistype, in Rapport's words with the option th
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -145,7 +146,11 @@ def _terminal_config(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_wave_can_be_listed_shown_closed_and_cancelled(roster: str, tmp_path: Path) -> None:
+def test_a_wave_can_be_listed_shown_closed_and_cancelled(
+    roster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI's clock, so "open" does not depend on today's date.
+    monkeypatch.setattr("bot.cli.wave.utcnow", lambda: dt.datetime(2026, 11, 30, 23, tzinfo=dt.UTC))
     config = _terminal_config(tmp_path)
     started = cli(roster, "wave", "start", "customers", "--people", "ann", "--at", "2026-11-30T22:32:00Z",
                   config=config)  # fmt: skip
@@ -167,4 +172,14 @@ def test_a_wave_can_be_listed_shown_closed_and_cancelled(roster: str, tmp_path: 
     cancelled = cli(roster, "wave", "cancel", newest["key"], config=config)
     assert cancelled.exit_code == 0, cancelled.output
     assert "1 unsent message(s) dropped" in cancelled.output
+    # Listed (JSON and table) and shown as cancelled, not closed; the closed one stays closed.
+    listed = json.loads(cli(roster, "wave", "list", "--json", config=config).stdout)["waves"]
+    assert [(w["id"], w["state"]) for w in listed] == [(newest["id"], "cancelled"), (wave["id"], "closed")]
+    table = cli(roster, "wave", "list", config=config).stdout
+    states = [
+        line.split()[-2] for line in table.splitlines() if line.split()[:1] in ([str(newest["id"])], [str(wave["id"])])
+    ]
+    assert states == ["cancelled", "closed"]
+    shown = cli(roster, "wave", "show", str(newest["id"]), config=config).stdout
+    assert shown.splitlines()[0].endswith(", cancelled")
     assert cli(roster, "wave", "close", "nope", config=config).exit_code == 2
