@@ -163,6 +163,38 @@ def test_an_unwritable_cache_dir_stops_prepare_with_one_line_and_exit_1(tmp_path
     assert "Traceback" not in done.stderr
 
 
+def test_a_first_start_exports_once_and_says_so_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import memory.embeddings_onnx as onnx_backend
+
+    exports: list[Path] = []
+
+    def fake_export(source: Path, target: Path) -> None:
+        exports.append(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"exported")
+
+    monkeypatch.setattr(onnx_backend, "export", fake_export)
+    monkeypatch.setattr(onnx_backend, "_open", lambda source, target: ("session", "tokenizer"))
+    caplog.set_level("INFO", logger="memory.embeddings_onnx")
+    first = OnnxInt8Embedder(cache_dir=tmp_path / "onnx")
+    assert not first.is_exported()
+    first.load()
+    assert first.is_exported()
+    assert [r.getMessage() for r in caplog.records] == [
+        "exporting the embedding model to ONNX, once",
+        "embedding model exported",
+    ]
+    assert caplog.records[0].cache_dir == str(tmp_path / "onnx")
+    # Another process (a restart) finds the file and exports nothing.
+    onnx_backend._SESSIONS.pop(str(first.onnx_path()))
+    caplog.clear()
+    OnnxInt8Embedder(cache_dir=tmp_path / "onnx").load()
+    assert len(exports) == 1
+    assert caplog.records == []
+
+
 def test_an_unknown_model_fails_fast_on_onnx_too() -> None:
     with pytest.raises(EmbeddingModelUnavailable, match="does not exist"):
         OnnxInt8Embedder(model="sentence-transformers/not-here").load()
