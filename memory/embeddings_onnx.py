@@ -5,8 +5,8 @@ At run time only ``onnxruntime`` and ``tokenizers`` are used, so a service on th
 imports torch (faster per sentence, and about half the memory). The export needs torch and
 transformers, so it runs once, in a child process, into a writable cache directory (logged, with
 the seconds it took; ``rapport model prepare`` does it ahead); every later start loads the
-cached file. Tokenisation, truncation, mean pooling and
-normalisation follow the model's own sentence-transformers configuration files.
+cached file. Tokenisation, truncation, mean pooling and normalisation follow the model's own
+sentence-transformers configuration files.
 
     python -m memory.embeddings_onnx MODEL_DIR OUTPUT.onnx     # what the child process runs
 """
