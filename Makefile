@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in pyproject.toml; see the comment there.
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The default embedding backend (onnx-int8) exports the model once; do it now, not at first start.
+	$(BIN)/rapport model prepare
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create .venv and install Rapport with its development tools
+install: $(STAMP)  ## Create .venv, install Rapport with its development tools, prepare the embedding model
 
 demo: $(STAMP)  ## Start Rapport on its defaults (SQLite, no tokens): a web check-in and the dashboard
 	$(BIN)/rapport demo

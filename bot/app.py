@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import Config, ProgramConfig, resolve_secret, secret_name
+from bot.config import Config, EmbeddingsConfig, ProgramConfig, resolve_secret, secret_name
 from bot.engine.script import Limits, Question, Script
 from bot.engine.service import CheckinService
 from memory import crypto, db, rekey, store
@@ -46,9 +46,20 @@ class App:
     def close(self) -> None:
         self.engine.dispose()
 
+    def model_exported(self) -> bool:
+        """False while the onnx-int8 model still has to be exported (a first start); loading then
+        takes 10 to 30 s instead of about one."""
+        inner = getattr(self.embedder, "inner", self.embedder)
+        is_exported = getattr(inner, "is_exported", None)
+        return bool(is_exported()) if callable(is_exported) else True
+
     def load_model(self) -> float:
         """Load the embedding model now, outside any transaction (``rapport run`` does this before
         it starts receiving, so the first answer does not wait for it). Returns the seconds taken."""
+        # The first start on onnx-int8 exports the model first (memory.embeddings_onnx logs it).
+        log.info(
+            "loading the embedding model", extra={"model": self.embedder.model_id, "exported": self.model_exported()}
+        )
         started = time.perf_counter()
         preload(self.embedder)
         seconds = time.perf_counter() - started
@@ -58,7 +69,11 @@ class App:
 
 def make_embedder(config: Config) -> Embedder:
     """The configured backend behind the micro-batching layer that concurrent answers share."""
-    e = config.embeddings
+    return embedder_from(config.embeddings)
+
+
+def embedder_from(e: EmbeddingsConfig) -> Embedder:
+    """The backend ``embeddings:`` names (onnx-int8 by default), behind the batching layer."""
     inner: Embedder
     if e.backend == "onnx-int8":
         from memory.embeddings_onnx import OnnxInt8Embedder

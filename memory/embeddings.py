@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from memory.errors import RapportError
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -35,8 +37,9 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
 
 
-class EmbeddingModelUnavailable(RuntimeError):
-    """The model could not be loaded (not installed, or a path that does not exist)."""
+class EmbeddingModelUnavailable(RapportError, RuntimeError):
+    """The model could not be loaded (not installed, a path that does not exist, or an export that
+    cannot be written); the message says what to change."""
 
 
 def model_path(spec: str) -> str:

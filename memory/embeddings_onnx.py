@@ -1,10 +1,12 @@
-"""The ``onnx-int8`` embedding backend: the packaged model, exported once to ONNX and quantized.
+"""The ``onnx-int8`` embedding backend (the default): the packaged model, exported once to ONNX
+and quantized.
 
 At run time only ``onnxruntime`` and ``tokenizers`` are used, so a service on this backend never
-imports torch (about 1 ms per sentence instead of 6 to 7, and a fraction of the memory). The export
-needs torch and transformers, so it runs once, in a child process, into a writable cache
-directory; every later start loads the cached file. Tokenisation, truncation, mean pooling and
-normalisation follow the model's own sentence-transformers configuration files.
+imports torch (faster per sentence, and about half the memory). The export needs torch and
+transformers, so it runs once, in a child process, into a writable cache directory (logged, with
+the seconds it took; ``rapport model prepare`` does it ahead); every later start loads the
+cached file. Tokenisation, truncation, mean pooling and normalisation follow the model's own
+sentence-transformers configuration files.
 
     python -m memory.embeddings_onnx MODEL_DIR OUTPUT.onnx     # what the child process runs
 """
@@ -13,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +39,9 @@ EXPORT_VERSION = "2"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _LOCK = threading.Lock()
 _SESSIONS: dict[str, tuple[Any, Any]] = {}
+#: An export takes 10 to 30 s; one that runs this long is stuck, and start-up fails with a reason.
+EXPORT_TIMEOUT_SECONDS = 900.0
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -69,6 +77,10 @@ class OnnxInt8Embedder:
             digest.update(f"\0{weights.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
         return self._cache_dir / f"minilm-{digest.hexdigest()[:16]}.int8.onnx"
 
+    def is_exported(self) -> bool:
+        """Whether the exported model is already in the cache (so loading takes about a second)."""
+        return self.onnx_path().is_file()
+
     def load(self) -> tuple[Any, Any]:
         """Export (first time only), then open the session and the tokenizer; idempotent."""
         if self._loaded is not None:
@@ -79,7 +91,13 @@ class OnnxInt8Embedder:
                 source = Path(model_path(self._model_spec))
                 _check_pooling(source)
                 if not target.is_file():
+                    log.info("exporting the embedding model to ONNX, once", extra={"cache_dir": str(target.parent)})
+                    started = time.perf_counter()
                     export(source, target)
+                    log.info(
+                        "embedding model exported",
+                        extra={"path": str(target), "seconds": round(time.perf_counter() - started, 1)},
+                    )
                 _SESSIONS[str(target)] = _open(source, target)
             self._loaded = _SESSIONS[str(target)]
         return self._loaded
@@ -148,19 +166,40 @@ def _open(source: Path, target: Path) -> tuple[Any, Any]:
 
 
 def export(source: Path, target: Path) -> None:
-    """Run the export in a child process, so this process never loads torch."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Run the export in a child process, so this process never loads torch. Offline: the
+    child reads only ``source``, and never waits for a model hub."""
+    _check_writable(target.parent)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run(  # noqa: S603 - our own module, run by our own interpreter
-        [sys.executable, "-m", "memory.embeddings_onnx", str(source), str(target)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(  # noqa: S603 - our own module, run by our own interpreter
+            [sys.executable, "-m", "memory.embeddings_onnx", str(source), str(target)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=EXPORT_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        raise EmbeddingModelUnavailable(
+            f"exporting the model to ONNX did not finish in {EXPORT_TIMEOUT_SECONDS:.0f} s"
+        ) from None
     if done.returncode != 0 or not target.is_file():
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise EmbeddingModelUnavailable(f"exporting the model to ONNX failed: {last}")
+
+
+def _check_writable(folder: Path) -> None:
+    """The cache directory exists and takes a file; otherwise say which setting to change."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise EmbeddingModelUnavailable(
+            f"the embedding model cannot be exported: {folder} is not a writable folder "
+            f"({exc.strerror or exc}). Set embeddings.cache_dir to a folder the service can write, "
+            "or run `rapport model prepare` once as a user who can write there."
+        ) from None
 
 
 def _export_in_process(source: Path, target: Path) -> None:

@@ -3,9 +3,12 @@
 * ``db_url``: every test that uses it runs on SQLite, and again on PostgreSQL when
   ``RAPPORT_TEST_DATABASE_URL`` is set (``.ci/run`` sets it). Each PostgreSQL test gets a schema
   of its own, so runs can share one database.
-* ``embedder``: the real all-MiniLM-L6-v2, loaded once per session (mark such tests ``model``).
+* ``embedder``: the real all-MiniLM-L6-v2 on the default backend of ``config.yaml`` (onnx-int8),
+  loaded once per session (mark such tests ``model``); every test whose outcome depends on the
+  model runs on what a plain install runs. ``torch_embedder``: the same model on torch, for the
+  parity tests and the torch backend's own tests.
 * ``make_app``: the real composition root on that database.
-* ``shared_data``: ``../shared/data``, or a skip when it is absent.
+* ``shared_data``: ``../shared/data`` (or ``$RAPPORT_SHARED_DATA``), or a skip when it is absent.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot.app import App, build
+from bot.app import App, build, make_embedder
 from bot.config import Config, load_config
-from memory.embeddings import SentenceTransformerEmbedder
+from memory.embeddings import Embedder, SentenceTransformerEmbedder, preload
 from tests.fakes.embedder import HashingEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# RAPPORT_SHARED_DATA points elsewhere (a git worktree one level deeper, say).
+SHARED_DATA = Path(os.environ.get("RAPPORT_SHARED_DATA") or ROOT.parent / "shared" / "data")
 PG_URL = os.environ.get("RAPPORT_TEST_DATABASE_URL")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,7 +63,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
+def embedder() -> Embedder:
+    """The backend ``config.yaml`` names (the default), without the batching layer."""
+    built = make_embedder(load_config(ROOT / "config.yaml"))
+    model: Embedder = getattr(built, "inner", built)
+    preload(model)
+    return model
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> SentenceTransformerEmbedder:
     model = SentenceTransformerEmbedder()
     model.load()
     return model

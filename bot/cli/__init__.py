@@ -11,6 +11,7 @@ from bot.cli import (  # noqa: F401  (register commands)
     demo,
     invite,
     keys,
+    model,
     owner,
     people,
     privacy,

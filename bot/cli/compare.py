@@ -95,12 +95,12 @@ def read_pairs(path: Path) -> list[Pair]:
 
 def _detector(ctx: typer.Context) -> ChangeDetector:
     """The detector as the service builds it: from config.yaml when there is one, else the defaults."""
+    from bot.app import embedder_from, make_detector, make_embedder
+    from bot.config import EmbeddingsConfig
     from memory.changes import ChangeDetector
-    from memory.embeddings import SentenceTransformerEmbedder
 
     if not _globals(ctx).config_path.exists():
-        return ChangeDetector(embedder=SentenceTransformerEmbedder())
-    from bot.app import make_detector, make_embedder
+        return ChangeDetector(embedder=embedder_from(EmbeddingsConfig()))
 
     config = load(ctx)
     return make_detector(config, make_embedder(config))

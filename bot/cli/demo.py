@@ -60,6 +60,10 @@ def demo(
     typer.echo("Setting up the demo: Dana and Lee answered their customer check-in six months ago.")
     application = build(config, database_url=database, migrate=True)
     try:
+        if not application.model_exported():
+            typer.echo("Preparing the embedding model, once (about half a minute; `make install` does it ahead).")
+        # Now, so Dana's first answer does not wait for the model.
+        application.load_model()
         now = utcnow()
         seed_demo(application, now)
         application.service.start(person_ref=DEMO_PERSON, program=DEMO_PROGRAM, channel="web", now=now)

@@ -1,4 +1,5 @@
-"""bfloat16 where the CPU has it natively must not change what the memory sees."""
+"""bfloat16 where the CPU has it natively must not change what the memory sees (the torch
+backend, ``embeddings.backend: torch``; its smoke test too)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ TEXTS = [
 
 
 @pytest.mark.model
-def test_bfloat16_vectors_match_float32(embedder: SentenceTransformerEmbedder) -> None:
+def test_bfloat16_vectors_match_float32(torch_embedder: SentenceTransformerEmbedder) -> None:
     exact = SentenceTransformerEmbedder(precision="float32").encode(TEXTS)
     fast = SentenceTransformerEmbedder(precision="bfloat16").encode(TEXTS)
     assert exact.dtype == fast.dtype == np.float32
