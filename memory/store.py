@@ -242,6 +242,19 @@ def unreplied_event(s: Session, key: str) -> bool:
     return event is not None and event.replied_at is None
 
 
+def completed_by_event(s: Session, person_id: int, key: str) -> bool:
+    """The person's last check-in was completed by this inbound event (at the time it was
+    processed: an answer's time is its event's)."""
+    processed_at = s.scalar(select(ProcessedEvent.processed_at).where(ProcessedEvent.key == key))
+    last = s.scalar(
+        select(Checkin.completed_at)
+        .where(Checkin.person_id == person_id, Checkin.status == "completed")
+        .order_by(Checkin.completed_at.desc())
+        .limit(1)
+    )
+    return processed_at is not None and last == processed_at
+
+
 def mark_replied(s: Session, key: str, now: dt.datetime) -> None:
     s.execute(
         update(ProcessedEvent)

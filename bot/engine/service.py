@@ -246,7 +246,7 @@ class CheckinService:
     ) -> list[Outbound]:  # fmt: skip
         """One event's write, inside the transaction ``Writes`` gives it (``after``: work for
         after the commit, such as digest files and the SQLite WAL)."""
-        key = f"{inbound.channel}:{inbound.event_key}"
+        key = self._event_key(inbound)
         if inbound.event_key and not store.claim_event(s, key, inbound.received_at, replied=not confirm):
             if store.unreplied_event(s, key):
                 log.info("redelivered event whose replies were never confirmed", extra={"channel": inbound.channel})
@@ -278,9 +278,16 @@ class CheckinService:
         question their conversation waits on (nothing is stored again)."""
         person = self._sender(s, inbound)[1]
         checkin = self._checkin_for(s, person, inbound) if person is not None else None
-        if person is None or checkin is None:
+        if person is None:
             return []
+        if checkin is None:
+            # The event may be the answer that completed the check-in: the thanks never went out.
+            return [say("done", markup)] if store.completed_by_event(s, person.id, self._event_key(inbound)) else []
         return self._turn(s, person, checkin, markup, inbound.received_at, flow.Resume())
+
+    @staticmethod
+    def _event_key(inbound: Inbound) -> str:
+        return f"{inbound.channel}:{inbound.event_key}"
 
     def _handle_person(
         self, s: Session, person: Person, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None,

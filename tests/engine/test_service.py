@@ -6,6 +6,7 @@ These tests use the hashing embedder: they are about storage, flow and replies, 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -151,6 +152,28 @@ def test_same_event_twice_is_processed_once(make_app) -> None:
     assert answers_of(app, conv)["recommend"].rating == 8
     with transaction(app.sessions) as s:
         assert s.scalar(select(func.count()).select_from(ProcessedEvent)) == 1
+
+
+def test_a_redelivered_last_answer_whose_thanks_never_went_out_is_thanked(make_app) -> None:
+    """The answer that completed the check-in was stored, then the process died before the thanks
+    went out (confirm=True, never confirmed). Its redelivery stores nothing and thanks the person;
+    once the thanks are confirmed, a further redelivery is an ordinary duplicate."""
+    app = make_app()
+    seed(app)
+    conv = Conversation(app)
+    conv.start()
+    conv.say("8")
+    last = Inbound(channel="terminal", sender="ann", kind="text", text="Support answered within an hour.",
+                   received_at=T0, checkin_id=conv.checkin_id, event_key="last")  # fmt: skip
+    lost = app.service.handle(last, confirm=True)
+    assert "everything" in conv.texts(lost)
+    again = app.service.handle(replace(last, received_at=T0 + dt.timedelta(minutes=3)), confirm=True)
+    assert conv.texts(again) == conv.texts(lost[-1:]), "the thanks, once more"
+    assert len(answers_of(app, conv)) == 2, "nothing stored twice"
+    app.service.replied(last)
+    assert app.service.handle(last, confirm=True) == []
+    # Another person's or an earlier event never gets the thanks of this one.
+    assert app.service.handle(replace(last, event_key="other"), confirm=True) != lost[-1:]
 
 
 def test_edit_corrects_an_answer_while_open(make_app) -> None:
