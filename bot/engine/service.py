@@ -202,7 +202,7 @@ class CheckinService:
         edited: tuple[Answer, str] | None = None
         needed: precompute.Needed | None = None
         with self.sessions() as s:
-            if inbound.event_key and store.event_seen(s, f"{inbound.channel}:{inbound.event_key}"):
+            if inbound.event_key and store.event_seen(s, self._event_key(inbound)):
                 return None  # a redelivery: the write refuses it, and the model need not run
             person = self._sender(s, inbound)[1]
             if person is None or person.opted_out_at is not None:
@@ -269,7 +269,7 @@ class CheckinService:
     def replied(self, inbound: Inbound) -> None:
         """The replies to ``inbound`` are out (see ``handle(confirm=True)``)."""
         if inbound.event_key:
-            key, now = f"{inbound.channel}:{inbound.event_key}", self.clock()
+            key, now = self._event_key(inbound), self.clock()
             # Queued with the answers' writes (on SQLite, it commits with whichever are waiting).
             self._writes.run(lambda s, _after: store.mark_replied(s, key, now))
 
