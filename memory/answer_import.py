@@ -225,20 +225,21 @@ class _Importer:
         )
         chunks = list(_parts(todo, self.batch))
         rank = {t: i // self.batch for i, t in enumerate(todo)}
-        # A check-in is written once its longest new text is embedded.
-        ready: list[list[Key]] = [[] for _ in range(max(1, len(chunks)))]
+        # A check-in is written once its last new text is embedded: ready[0] needs none (written
+        # while the first chunk is embedded), ready[k + 1] waits for chunk k.
+        ready: list[list[Key]] = [[] for _ in range(len(chunks) + 1)]
         for key, rs in units.items():
-            ready[max((rank.get(r.text, 0) for r in rs if r.text), default=0)].append(key)
+            ready[max((rank[r.text] + 1 for r in rs if r.text in rank), default=0)].append(key)
         vectors: dict[str, Vector] = {}
         pending: Future[dict[str, Vector]] | None = (
             pool.submit(encode_many, self.embedder, chunks[0]) if chunks else None
         )
         try:
             for k, keys in enumerate(ready):
-                if pending is not None:
+                if k:
+                    assert pending is not None
                     vectors.update(pending.result())
-                    following = chunks[k + 1] if k + 1 < len(chunks) else None
-                    pending = pool.submit(encode_many, self.embedder, following) if following else None
+                    pending = pool.submit(encode_many, self.embedder, chunks[k]) if k < len(chunks) else None
                 for part in _by_rows(keys, units, self.batch):
                     with transaction(self.sessions) as s:
                         self._write(s, {key: units[key] for key in part}, vectors)
