@@ -24,7 +24,6 @@ of one check-in always keep the file's order.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,10 +36,9 @@ from memory import store
 from memory.db import transaction
 from memory.embeddings import Embedder, encode_many, to_bytes
 from memory.errors import ImportProblem
-from memory.import_csv import ImportReport, csv_reader
+from memory.import_csv import AnswerRow, ImportReport, valid_answer_rows
 from memory.models import Answer, Checkin, Enrollment, Person
 
-ANSWER_COLUMNS = ("person", "program", "question", "answered_at", "rating", "text")
 #: Rows whose texts are length-sorted together (their vectors are held until written).
 WINDOW = 16384
 #: Values per ``IN (...)`` list: well under every database's limit on bound parameters.
@@ -50,17 +48,6 @@ T = TypeVar("T")
 Vector = Any  # a float32 row of the embedder's output
 #: An imported check-in: person id, program id, when it was answered.
 Key = tuple[int, int, dt.datetime]
-
-
-@dataclass(frozen=True)
-class _Row:
-    line: int
-    person: str
-    program: str
-    question: str
-    when: dt.datetime
-    rating: int | None
-    text: str | None
 
 
 @dataclass
@@ -77,16 +64,6 @@ class _Answer:
     rating: int | None
     text: str | None
     values: dict[str, Any] | None = None  # what this chunk writes
-
-
-def _parse_when(value: str) -> dt.datetime:
-    value = value.strip()
-    if not value:
-        raise ValueError("answered_at is empty")
-    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(dt.UTC)
 
 
 def _parts(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -112,7 +89,7 @@ def import_answers(
     called after each transaction with the rows handled so far.
     """
     report = ImportReport()
-    rows, total = _valid_rows(text, questions, now, report)
+    rows, total = valid_answer_rows(text, questions, now, report)
     done = total - len(rows)
     importer = _Importer(sessions, questions, embedder, now, report, max(1, batch))
     # One worker embeds the next chunk while this thread writes the last one.
@@ -126,71 +103,6 @@ def import_answers(
     return report
 
 
-def _valid_rows(
-    text: str, questions: Mapping[str, Mapping[str, tuple[str, int, int]]], now: dt.datetime, report: ImportReport
-) -> tuple[list[_Row], int]:
-    """The rows that pass every check of their own, and the number of rows read."""
-    reader = csv_reader(text, ANSWER_COLUMNS)
-    rows: list[tuple[int, dict[str, str]]] = [(reader.line_num, dict(r)) for r in reader]
-    valid: list[_Row] = []
-    seen: dict[tuple[str, str, str, dt.datetime], int] = {}
-    for line, row in rows:
-        person_key, program_name, question = ((row.get(c) or "").strip() for c in ("person", "program", "question"))
-        spec = questions.get(program_name, {}).get(question)
-        if not person_key:
-            report.problems.append(ImportProblem(line, "person is empty"))
-            continue
-        if program_name not in questions:
-            report.problems.append(ImportProblem(line, f"unknown program {program_name!r}"))
-            continue
-        if spec is None:
-            report.problems.append(ImportProblem(line, f"program {program_name!r} has no question {question!r}"))
-            continue
-        try:
-            when = _parse_when(row.get("answered_at") or "")
-        except ValueError as exc:
-            report.problems.append(ImportProblem(line, f"answered_at: {exc}"))
-            continue
-        if when > now:
-            report.problems.append(ImportProblem(line, "answered_at is in the future"))
-            continue
-        kind, low, high = spec
-        rating_raw = (row.get("rating") or "").strip()
-        answer_text = (row.get("text") or "").strip() or None
-        rating = None
-        if rating_raw and kind == "text":
-            report.problems.append(ImportProblem(line, f"question {question!r} takes text, not a rating"))
-            continue
-        if rating_raw:
-            try:
-                number = float(rating_raw)
-            except ValueError:
-                number = math.nan
-            if not math.isfinite(number):
-                report.problems.append(ImportProblem(line, f"rating {rating_raw!r} is not a number"))
-                continue
-            if not number.is_integer():
-                report.problems.append(ImportProblem(line, f"rating {rating_raw!r} is not a whole number"))
-                continue
-            rating = int(number)
-            if not low <= rating <= high:
-                report.problems.append(ImportProblem(line, f"rating {rating} is outside {low}–{high}"))
-                continue
-        if kind == "rating" and rating is None:
-            report.problems.append(ImportProblem(line, f"question {question!r} needs a rating"))
-            continue
-        if kind == "text" and not answer_text:
-            report.problems.append(ImportProblem(line, f"question {question!r} needs text"))
-            continue
-        same = (person_key, program_name, question, when)
-        if same in seen:
-            report.problems.append(ImportProblem(line, f"the same answer is already on line {seen[same]}"))
-            continue
-        seen[same] = line
-        valid.append(_Row(line, person_key, program_name, question, when, rating, answer_text))
-    return valid, len(rows)
-
-
 @dataclass
 class _Importer:
     sessions: sessionmaker[Session]
@@ -200,12 +112,12 @@ class _Importer:
     report: ImportReport
     batch: int
 
-    def window(self, rows: Sequence[_Row], pool: ThreadPoolExecutor) -> Iterator[int]:
+    def window(self, rows: Sequence[AnswerRow], pool: ThreadPoolExecutor) -> Iterator[int]:
         """Import ``rows``; yields the number of rows handled after each transaction."""
         with transaction(self.sessions) as s:
             people = _people(s, {r.person for r in rows})
             programs = {name: store.program_by_name(s, name).id for name in sorted({r.program for r in rows})}
-            units: dict[Key, list[_Row]] = {}
+            units: dict[Key, list[AnswerRow]] = {}
             unknown = 0
             for r in rows:
                 person_id = people.get(r.person)
@@ -248,7 +160,7 @@ class _Importer:
             if pending is not None:
                 pending.cancel()
 
-    def _write(self, s: Session, units: Mapping[Key, Sequence[_Row]], vectors: dict[str, Vector]) -> None:
+    def _write(self, s: Session, units: Mapping[Key, Sequence[AnswerRow]], vectors: dict[str, Vector]) -> None:
         """One transaction: enrolments, then new check-ins, then new and changed answers."""
         _enrol(s, {(person_id, program_id) for person_id, program_id, _ in units}, self.now)
         stored = _stored(s, list(units))
@@ -323,12 +235,12 @@ class _Importer:
             s.execute(update(Answer), same_columns)
 
 
-def _same(stored: _Stored | None, row: _Row) -> bool:
+def _same(stored: _Stored | None, row: AnswerRow) -> bool:
     answer = stored.answers.get(row.question) if stored is not None else None
     return answer is not None and answer.rating == row.rating and answer.text == row.text
 
 
-def _by_rows(keys: Sequence[Key], units: Mapping[Key, Sequence[_Row]], size: int) -> Iterator[list[Key]]:
+def _by_rows(keys: Sequence[Key], units: Mapping[Key, Sequence[AnswerRow]], size: int) -> Iterator[list[Key]]:
     """``keys`` in groups of about ``size`` rows (a check-in is never split)."""
     group: list[Key] = []
     rows = 0
