@@ -16,6 +16,8 @@ Figures (backend from ``embeddings.backend``, ``onnx-int8`` unless ``--backend``
 * ``compare_pairs``: ``ChangeDetector.assess_pairs`` (what ``rapport compare --pairs`` runs),
   pairs/s, and the raw encode rate of the same distinct texts (and clauses), before and after,
   for the ratio;
+* ``cpu_ratio_to_raw``: the same ratios from the process's CPU seconds, which other processes'
+  load moves much less than wall time;
 * ``data``, ``cpus``, ``load_average_start``/``_end``: what was measured, and how busy the machine was;
 * ``themes``: ``cluster_themes`` on 1,000 comments (vectors given), wall and CPU seconds, the
   chosen k, sizes and labels; choosing k on one thread (as ``choose_k`` does) against every thread
@@ -113,10 +115,13 @@ def main(full: bool, backend: str) -> dict[str, object]:
     return out
 
 
-def _raw_rate(embedder: Any, texts: list[str]) -> float:
-    """Texts/s of one length-sorted ``encode`` of ``texts``."""
-    started = time.perf_counter()
+def _raw_rate(embedder: Any, texts: list[str], cpu: list[float] | None = None) -> float:
+    """Texts/s of one length-sorted ``encode`` of ``texts`` (CPU seconds of the process added to
+    ``cpu``)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     embedder.encode(texts)
+    if cpu is not None:
+        cpu.append(time.process_time() - cpu_started)
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -137,11 +142,13 @@ def _import_and_compare(config: Any, embedder: Any, texts: list[str]) -> dict[st
         import_people_text(app, roster, NOW)
         people_s = time.perf_counter() - started
         rows = "".join(f'p{i},customers,reason,2025-09-01,,"{t.replace(chr(34), "")}"\n' for i, t in enumerate(texts))
-        before = _raw_rate(embedder, texts)
-        started = time.perf_counter()
+        raw_cpu: list[float] = []
+        before = _raw_rate(embedder, texts, raw_cpu)
+        started, cpu_started = time.perf_counter(), time.process_time()
         report = import_answers_text(app, "person,program,question,answered_at,rating,text\n" + rows, NOW)
         rate = report.created / (time.perf_counter() - started)
-        after = _raw_rate(embedder, texts)
+        import_cpu = time.process_time() - cpu_started
+        after = _raw_rate(embedder, texts, raw_cpu)
         started = time.perf_counter()
         again = import_answers_text(app, "person,program,question,answered_at,rating,text\n" + rows, NOW)
         rerun_s = time.perf_counter() - started
@@ -152,6 +159,10 @@ def _import_and_compare(config: Any, embedder: Any, texts: list[str]) -> dict[st
         "raw_before_per_s": round(before, 1),
         "raw_after_per_s": round(after, 1),
         "ratio_to_raw": round(rate / baseline, 2),
+        # CPU seconds of the process: what the load of other processes moves least.
+        "cpu_s": round(import_cpu, 1),
+        "raw_cpu_s": [round(c, 1) for c in raw_cpu],
+        "cpu_ratio_to_raw": round(sum(raw_cpu) / len(raw_cpu) / import_cpu, 2),
         "rejected": len(report.problems),
         "rerun_s": round(rerun_s, 2),
         "rerun_unchanged": again.unchanged,
@@ -162,17 +173,22 @@ def _import_and_compare(config: Any, embedder: Any, texts: list[str]) -> dict[st
     pairs = list(zip(texts[:n], texts[n : 2 * n], strict=True))
     detector = ChangeDetector(embedder=embedder)
     needed = list(dict.fromkeys(t for p, c in pairs for t in (p, c, *detector._clause_texts(p, c))))
-    before = _raw_rate(embedder, needed) / len(needed) * n  # pairs/s if encoding were all the work
-    started = time.perf_counter()
+    raw_cpu = []
+    before = _raw_rate(embedder, needed, raw_cpu) / len(needed) * n  # pairs/s if encoding were all the work
+    started, cpu_started = time.perf_counter(), time.process_time()
     detector.assess_pairs(pairs)
     pair_rate = n / (time.perf_counter() - started)
-    after = _raw_rate(embedder, needed) / len(needed) * n
+    pairs_cpu = time.process_time() - cpu_started
+    after = _raw_rate(embedder, needed, raw_cpu) / len(needed) * n
     out["compare_pairs"] = {
         "pairs": n,
         "pairs_per_s": round(pair_rate, 1),
         "encode_only_pairs_per_s_before": round(before, 1),
         "encode_only_pairs_per_s_after": round(after, 1),
         "ratio_to_raw": round(pair_rate / ((before + after) / 2), 2),
+        "cpu_s": round(pairs_cpu, 1),
+        "raw_cpu_s": [round(c, 1) for c in raw_cpu],
+        "cpu_ratio_to_raw": round(sum(raw_cpu) / len(raw_cpu) / pairs_cpu, 2),
         "texts_per_pair": round(len(needed) / n, 2),
     }
     return out
