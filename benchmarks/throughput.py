@@ -4,14 +4,22 @@
     .venv/bin/python benchmarks/throughput.py --full             # 2,000 texts, 1,000 pairs/comments
     .venv/bin/python benchmarks/throughput.py --full --backend torch
     .venv/bin/python benchmarks/throughput.py --themes-only     # themes of 1,000 comments only
+    .venv/bin/python benchmarks/throughput.py --full --no-themes  # imports and compare only
 
 Figures (backend from ``embeddings.backend``, ``onnx-int8`` unless ``--backend``):
 
 * ``raw_encode_per_s``: one length-sorted ``encode`` of the texts: the baseline;
-* ``import``: ``rapport answers import`` of one reason per person (people imported first, not
-  timed) into SQLite, texts/s and the ratio to the baseline;
+* ``import``: ``rapport answers import`` of one reason per person (people imported first, timed
+  apart as ``roster_people_per_s``) into SQLite, texts/s and the ratio to the mean of a raw
+  encode of the same texts right before and right after it (the load of a shared machine moves
+  within a minute); ``rerun_s``: the same file again (every row unchanged);
 * ``compare_pairs``: ``ChangeDetector.assess_pairs`` (what ``rapport compare --pairs`` runs),
-  pairs/s, and the raw encode rate of the same distinct texts (and clauses) for the ratio;
+  pairs/s, and the raw encode rate of the same distinct texts (and clauses) before and after;
+  with ``--full``, three such rounds and the median ratio (torch's thread pool swings 2-3x
+  between identical encodes on a busy machine);
+* ``cpu_ratio_to_raw``: the same ratios from the process's CPU seconds, which other processes'
+  load moves much less than wall time;
+* ``data``, ``cpus``, ``load_average_start``/``_end``: what was measured, and how busy the machine was;
 * ``themes``: ``cluster_themes`` on 1,000 comments (vectors given), wall and CPU seconds, the
   chosen k, sizes and labels; choosing k on one thread (as ``choose_k`` does) against every thread
   (as before) in the same run; with ``--full``, ``old_kmeans_s``: the first choice of k (ten
@@ -94,16 +102,33 @@ def main(full: bool, backend: str) -> dict[str, object]:
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "backend": backend,
         "texts": len(texts),
+        "data": "NHS FFT comments" if FEEDBACK.is_file() else "made-up sentences",
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
         "raw_encode_per_s": round(raw),
     }
 
     if "--themes-only" not in sys.argv:
-        out.update(_import_and_compare(config, embedder, texts, raw))
-    out["themes"] = _themes(texts, vectors, full)
+        out.update(_import_and_compare(config, embedder, texts, 3 if full else 1))
+    if "--no-themes" not in sys.argv:
+        out["themes"] = _themes(texts, vectors, full)
+    out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
-def _import_and_compare(config: Any, embedder: Any, texts: list[str], raw: float) -> dict[str, object]:
+def _raw_rate(embedder: Any, texts: list[str], cpu: list[float] | None = None) -> float:
+    """Texts/s of one length-sorted ``encode`` of ``texts`` (CPU seconds of the process added to
+    ``cpu``)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    embedder.encode(texts)
+    if cpu is not None:
+        cpu.append(time.process_time() - cpu_started)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def _import_and_compare(config: Any, embedder: Any, texts: list[str], rounds: int) -> dict[str, object]:
+    """Each figure between two raw encodes of the same texts, taken right before and after it: on
+    a shared machine the load moves within a minute, so the ratio is to their mean."""
     from bot.app import build
     from bot.cli.people import import_answers_text, import_people_text
     from memory.changes import ChangeDetector
@@ -114,29 +139,66 @@ def _import_and_compare(config: Any, embedder: Any, texts: list[str], raw: float
         roster = "id,name,email,timezone,owner,programs\n" + "".join(
             f"p{i},P{i},p{i}@example.com,UTC,lead@example.com,customers\n" for i in range(len(texts))
         )
-        import_people_text(app, roster, NOW)
-        rows = "".join(f'p{i},customers,reason,2025-09-01,,"{t.replace(chr(34), "")}"\n' for i, t in enumerate(texts))
         started = time.perf_counter()
+        import_people_text(app, roster, NOW)
+        people_s = time.perf_counter() - started
+        rows = "".join(f'p{i},customers,reason,2025-09-01,,"{t.replace(chr(34), "")}"\n' for i, t in enumerate(texts))
+        raw_cpu: list[float] = []
+        before = _raw_rate(embedder, texts, raw_cpu)
+        started, cpu_started = time.perf_counter(), time.process_time()
         report = import_answers_text(app, "person,program,question,answered_at,rating,text\n" + rows, NOW)
         rate = report.created / (time.perf_counter() - started)
+        import_cpu = time.process_time() - cpu_started
+        after = _raw_rate(embedder, texts, raw_cpu)
+        started = time.perf_counter()
+        again = import_answers_text(app, "person,program,question,answered_at,rating,text\n" + rows, NOW)
+        rerun_s = time.perf_counter() - started
         app.close()
-    out["import"] = {"texts_per_s": round(rate), "ratio_to_raw": round(rate / raw, 2), "rejected": len(report.problems)}
+    baseline = (before + after) / 2
+    out["import"] = {
+        "texts_per_s": round(rate, 1),
+        "raw_before_per_s": round(before, 1),
+        "raw_after_per_s": round(after, 1),
+        "ratio_to_raw": round(rate / baseline, 2),
+        # CPU seconds of the process: what the load of other processes moves least.
+        "cpu_s": round(import_cpu, 1),
+        "raw_cpu_s": [round(c, 1) for c in raw_cpu],
+        "cpu_ratio_to_raw": round(sum(raw_cpu) / len(raw_cpu) / import_cpu, 2),
+        "rejected": len(report.problems),
+        "rerun_s": round(rerun_s, 2),
+        "rerun_unchanged": again.unchanged,
+        "roster_people_per_s": round(len(texts) / people_s),
+    }
 
     n = len(texts) // 2
     pairs = list(zip(texts[:n], texts[n : 2 * n], strict=True))
     detector = ChangeDetector(embedder=embedder)
-    started = time.perf_counter()
-    detector.assess_pairs(pairs)
-    pair_rate = n / (time.perf_counter() - started)
     needed = list(dict.fromkeys(t for p, c in pairs for t in (p, c, *detector._clause_texts(p, c))))
-    started = time.perf_counter()
-    embedder.encode(needed)
-    same_texts = n / (time.perf_counter() - started)  # pairs/s if encoding were all the work
+    # Rounds of (raw encode, assess_pairs) and a last raw encode: each round's ratio is to the
+    # raw rates on either side of it, and the median round is reported.
+    raws: list[float] = []
+    raw_cpu: list[float] = []
+    rates: list[float] = []
+    cpus: list[float] = []
+    for _ in range(rounds):
+        raws.append(_raw_rate(embedder, needed, raw_cpu) / len(needed) * n)  # pairs/s if encoding were all
+        started, cpu_started = time.perf_counter(), time.process_time()
+        detector.assess_pairs(pairs)
+        rates.append(n / (time.perf_counter() - started))
+        cpus.append(time.process_time() - cpu_started)
+    raws.append(_raw_rate(embedder, needed, raw_cpu) / len(needed) * n)
+    ratios = sorted(rate / ((raws[i] + raws[i + 1]) / 2) for i, rate in enumerate(rates))
+    cpu_ratios = sorted((raw_cpu[i] + raw_cpu[i + 1]) / 2 / c for i, c in enumerate(cpus))
     out["compare_pairs"] = {
         "pairs": n,
-        "pairs_per_s": round(pair_rate),
-        "encode_only_pairs_per_s": round(same_texts),
-        "ratio_to_raw": round(pair_rate / same_texts, 2),
+        "rounds": rounds,
+        "pairs_per_s": [round(r, 1) for r in rates],
+        "encode_only_pairs_per_s": [round(r, 1) for r in raws],
+        "ratio_to_raw": round(ratios[len(ratios) // 2], 2),
+        "ratios": [round(r, 2) for r in ratios],
+        "cpu_s": [round(c, 1) for c in cpus],
+        "raw_cpu_s": [round(c, 1) for c in raw_cpu],
+        "cpu_ratio_to_raw": round(cpu_ratios[len(cpu_ratios) // 2], 2),
         "texts_per_pair": round(len(needed) / n, 2),
     }
     return out
@@ -182,7 +244,6 @@ def _themes(texts: list[str], vectors: np.ndarray, full: bool) -> dict[str, obje
         started = time.perf_counter()
         out["chosen_k_old"] = old_choose_k(thousand)
         out["old_kmeans_s"] = round(time.perf_counter() - started, 2)
-    return out
     return out
 
 

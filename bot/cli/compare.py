@@ -182,17 +182,9 @@ def _compare_pairs(ctx: typer.Context, path: Path, batch: int) -> None:
     except PairsFileError as exc:
         fail(f"{path}: {exc}", 2)
     detector = _detector(ctx)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from bot.cli._progress import progress_bar
 
-    progress = Progress(
-        TextColumn("comparing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    progress = progress_bar("comparing")
     out = sys.stdout
     with progress:
         task = progress.add_task("pairs", total=len(rows))

@@ -85,18 +85,17 @@ def answers_import(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV: person,program,question,answered_at,rating,text")],
 ) -> None:
-    """Import past answers; free text is embedded in batches (a progress bar with the time left
-    shows on large files). Bad rows are reported; the exit code is 1 when any row was rejected."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """Import past answers; free text is embedded in length-sorted batches (on a terminal, a
+    progress bar shows the time left). Bad rows are reported; the exit code is 1 when any row was
+    rejected."""
+    from bot.cli._progress import progress_bar
     from memory.errors import ImportProblem
 
     text = _read(file)
     application = build_app(ctx)
     try:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, transient=True, disable=text.count("\n") < 500) as bar:
-            task = bar.add_task("importing answers", total=None)
+        with progress_bar("importing answers") as bar:
+            task = bar.add_task("answers", total=None)
             report = import_answers_text(
                 application, text, utcnow(), progress=lambda done, total: bar.update(task, completed=done, total=total)
             )
