@@ -228,9 +228,11 @@ class _Importer:
                 answer.values.update(rating=r.rating, text=r.text)
                 if r.text:
                     answer.values.update(embedding=to_bytes(vectors[r.text]), embedding_model=model)
+                else:
+                    # No words, no vector made from words that are gone.
+                    answer.values.update(embedding=None, embedding_model=None)
         if inserts:
             s.execute(insert(Answer), inserts)
-        # An answer left without text keeps its embedding, as an update in place always did.
         for same_columns in _grouped(updates):
             s.execute(update(Answer), same_columns)
 

@@ -147,6 +147,17 @@ def test_a_changed_text_is_updated_and_embedded_again_and_the_rest_is_left_alone
         assert np.allclose(from_bytes(answer.embedding), HashingEmbedder().encode(["Slow support."])[0])
 
 
+def test_an_answer_whose_words_are_gone_keeps_no_vector_made_from_them(make_app) -> None:
+    app = make_app()
+    import_people_text(app, ROSTER, NOW)
+    _run(app, HEADER + "ann,customers,recommend,2025-01-01,8,pretty good\n")
+    report = _run(app, HEADER + "ann,customers,recommend,2025-01-01,8,\n")
+    assert report.updated == 1
+    with transaction(app.sessions) as s:
+        answer = s.scalars(select(Answer).where(Answer.question == "recommend")).one()
+        assert (answer.rating, answer.text, answer.embedding, answer.embedding_model) == (8, None, None, None)
+
+
 def test_people_by_email_unknown_people_and_a_lapsed_enrolment(make_app) -> None:
     app = make_app()
     import_people_text(app, ROSTER, NOW)
