@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 from bot.app import App
@@ -50,3 +51,18 @@ class Conversation:
 
     def texts(self, replies: list[Outbound]) -> str:
         return "\n".join(m.text for m in replies)
+
+
+def blocking_handle(app: App) -> tuple[threading.Event, threading.Event]:
+    """Make the app's engine wait inside ``handle``, before storing, until released (as a process
+    would when killed there, or an engine slower than a channel's deadline)."""
+    entered, release = threading.Event(), threading.Event()
+    original = app.service.handle
+
+    def handle(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(30)
+        return original(*args, **kwargs)
+
+    app.service.handle = handle  # type: ignore[method-assign]
+    return entered, release

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -23,6 +22,7 @@ from memory.db import transaction
 from memory.models import Answer, ProcessedEvent
 from tests.channels.slack_kit import SlackRig, open_rig
 from tests.fakes.slack_api import FakeSlackAPI
+from tests.helpers import blocking_handle
 
 ADA = "U0ADA"
 ADA_DM = "D0ADA"
@@ -50,20 +50,6 @@ def slow_engine(app: App, seconds: float) -> None:
         return original(*args, **kwargs)
 
     app.service.handle = handle  # type: ignore[method-assign]
-
-
-def blocked_engine(app: App) -> tuple[threading.Event, threading.Event]:
-    """The engine waits inside ``handle``, before storing, until released."""
-    entered, release = threading.Event(), threading.Event()
-    original = app.service.handle
-
-    def handle(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        release.wait(30)
-        return original(*args, **kwargs)
-
-    app.service.handle = handle  # type: ignore[method-assign]
-    return entered, release
 
 
 def hold_replies(channel: SlackChannel) -> asyncio.Event:
@@ -254,7 +240,7 @@ async def test_a_slow_engine_is_acknowledged_in_time_and_its_redelivery_answered
         await started(rig)
         await rig.click(ADA, value=8)
         posts = len(rig.posted(ADA_DM))
-        entered, release = blocked_engine(app)
+        entered, release = blocking_handle(app)
         try:
             ts = rig.next_ts()
             # The engine cannot store while blocked: the 200 comes from the bound.

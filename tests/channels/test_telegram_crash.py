@@ -4,7 +4,6 @@ only after it was durably processed, and stopping finishes the updates in hand, 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from tests.channels.telegram_kit import (
     webhook_client,
 )
 from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.helpers import blocking_handle
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -30,20 +30,6 @@ async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(reached(), timeout)
-
-
-def blocking_handle(app: App) -> tuple[threading.Event, threading.Event]:
-    """Make the app's engine hang inside ``handle`` (as a process would when killed there)."""
-    entered, release = threading.Event(), threading.Event()
-    original = app.service.handle
-
-    def handle(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        release.wait(30)
-        return original(*args, **kwargs)
-
-    app.service.handle = handle  # type: ignore[method-assign]
-    return entered, release
 
 
 async def test_an_update_a_dead_process_was_handling_reaches_the_next_one(

@@ -26,6 +26,15 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
+@pytest.fixture
+def sqlite_sessions(tmp_path) -> Iterator[sessionmaker[Session]]:
+    """Grouping is SQLite's: these tests need it whatever RAPPORT_TEST_DATABASE_URL says."""
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    migrate(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
 def commits_of(sessions: sessionmaker[Session]) -> list[int]:
     counted: list[int] = []
     event.listen(sessions.kw["bind"], "commit", lambda _conn: counted.append(1))
@@ -98,10 +107,8 @@ def queue_behind_a_running_write(writes: Writes, works: dict[str, object]) -> di
     return results
 
 
-def test_on_sqlite_writes_that_queued_together_commit_together(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
-    migrate(engine)
-    sessions = make_sessionmaker(engine)
+def test_on_sqlite_writes_that_queued_together_commit_together(sqlite_sessions) -> None:
+    sessions = sqlite_sessions
     writes = Writes.for_sessions(sessions)
     assert writes.group
     commits = commits_of(sessions)
@@ -111,13 +118,10 @@ def test_on_sqlite_writes_that_queued_together_commit_together(tmp_path) -> None
     assert keys(sessions) == ["b", "c", "d", "e", "first"]
     assert len(commits) == 2, "the first write, then the four that queued behind it in one transaction"
     assert sorted(log) == ["after b", "after c", "after d", "after e"]
-    engine.dispose()
 
 
-def test_a_failing_write_of_a_group_fails_alone_and_the_others_commit(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
-    migrate(engine)
-    sessions = make_sessionmaker(engine)
+def test_a_failing_write_of_a_group_fails_alone_and_the_others_commit(sqlite_sessions) -> None:
+    sessions = sqlite_sessions
     writes = Writes.for_sessions(sessions)
     log: list[str] = []
     works = {"b": claim("b", log=log), "bad": claim("bad", fail=True, log=log), "d": claim("d", log=log)}
@@ -126,13 +130,10 @@ def test_a_failing_write_of_a_group_fails_alone_and_the_others_commit(tmp_path) 
     assert (results["b"], results["d"]) == ("b", "d")
     assert keys(sessions) == ["b", "d", "first"], "nothing of the failing write, the others once each"
     assert sorted(log) == ["after b", "after d"], "what comes after runs once, for committed writes only"
-    engine.dispose()
 
 
-def test_the_same_event_twice_in_one_group_is_claimed_once(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
-    migrate(engine)
-    sessions = make_sessionmaker(engine)
+def test_the_same_event_twice_in_one_group_is_claimed_once(sqlite_sessions) -> None:
+    sessions = sqlite_sessions
     writes = Writes.for_sessions(sessions)
 
     def claimed(key: str):
@@ -142,7 +143,6 @@ def test_the_same_event_twice_in_one_group_is_claimed_once(tmp_path) -> None:
     assert sorted([results["one"], results["two"]]) == [False, True]
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(ProcessedEvent).where(ProcessedEvent.key == "same")) == 1
-    engine.dispose()
 
 
 def test_without_grouping_each_write_is_its_own_transaction(sessions) -> None:
