@@ -56,8 +56,9 @@ from bot.channels.base import use_engine_threads
 from bot.config import Config, parse_config
 from bot.engine.ports import Inbound
 from memory import store
+from memory.batching import BatchingEmbedder
 from memory.db import transaction
-from memory.embeddings import BatchingEmbedder, Embedder
+from memory.embeddings import Embedder
 from memory.models import Answer, FollowUp
 
 QUESTIONS = [

@@ -21,8 +21,9 @@ from bot.config import Config, EmbeddingsConfig, ProgramConfig, resolve_secret, 
 from bot.engine.script import Limits, Question, Script
 from bot.engine.service import CheckinService
 from memory import crypto, db, rekey, store
+from memory.batching import BatchingEmbedder
 from memory.changes import ChangeDetector, DetectorSettings
-from memory.embeddings import BatchingEmbedder, Embedder, SentenceTransformerEmbedder, preload
+from memory.embeddings import Embedder, SentenceTransformerEmbedder, preload
 from memory.errors import EncryptionError
 
 if TYPE_CHECKING:

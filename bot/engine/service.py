@@ -40,6 +40,7 @@ from bot.engine.script import Limits, Script
 from bot.engine.turns import Turn, Turns, enrolled_scripts, say, told, who_sees
 from bot.engine.writes import Writes
 from memory import store
+from memory.batching import expecting
 from memory.changes import ChangeDetector
 from memory.db import transaction
 from memory.errors import NotEnrolled, OptedOut
@@ -187,7 +188,9 @@ class CheckinService:
         instead of being ignored as a duplicate."""
         prepared = self.own.prepare(inbound)
         for _ in range(RECOMPUTE_TRIES):
-            pre = self._precompute(inbound)
+            # Announced to the micro-batcher: a batch's leader may wait for this answer to join.
+            with expecting(self.detector.embedder):
+                pre = self._precompute(inbound)
             try:
                 return self._writes.run(functools.partial(self._write_in, inbound, markup, pre, prepared, confirm))
             except Moved:

@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 from sqlalchemy import select
 
 from bot.channels.base import use_engine_threads
+from memory.batching import BatchingEmbedder
 from memory.db import transaction
-from memory.embeddings import BatchingEmbedder
 from memory.models import Answer, ChannelIdentity
 from tests.channels.telegram_kit import T0, add_person, make_channel, text_update
 from tests.fakes.embedder import HashingEmbedder

@@ -18,7 +18,7 @@ import bot.app
 from bot.cli import app as cli
 from bot.config import Config
 from bot.runner import Runner
-from memory.embeddings import BatchingEmbedder
+from memory.batching import BatchingEmbedder
 from tests.conftest import ROOT
 from tests.fakes.embedder import HashingEmbedder
 

@@ -14,8 +14,9 @@ import pytest
 
 from bot.app import make_embedder
 from bot.config import Config, EmbeddingsConfig
+from memory.batching import BatchingEmbedder
 from memory.changes import ChangeDetector
-from memory.embeddings import BatchingEmbedder, EmbeddingModelUnavailable, SentenceTransformerEmbedder, encode_many
+from memory.embeddings import EmbeddingModelUnavailable, SentenceTransformerEmbedder, encode_many
 from memory.embeddings_onnx import OnnxInt8Embedder
 from tests.conftest import ROOT
 from tests.fakes.embedder import HashingEmbedder
@@ -302,6 +303,69 @@ def test_a_caller_alone_does_not_wait_for_company() -> None:
     worker.start()
     assert done.wait(10.0), "a lone caller waited for others to join"
     worker.join()
+
+
+def test_an_announced_caller_does_not_wait_when_nobody_else_is_coming() -> None:
+    """One reply right after another (arrivals close together) is still encoded at once."""
+    inner = CountingEmbedder()
+    batching = BatchingEmbedder(inner, max_wait=30.0)
+    for i in range(3):
+        done = threading.Event()
+
+        def answer(text: str = f"answer {i}") -> None:
+            with batching.expect():
+                batching.encode([text])
+            done.set()
+
+        threading.Thread(target=answer).start()
+        assert done.wait(10.0), "an announced caller waited for company that was not coming"
+
+
+def test_a_leader_waits_for_announced_callers_and_goes_when_they_arrived() -> None:
+    inner = CountingEmbedder()
+    batching = BatchingEmbedder(inner, max_wait=30.0)
+    on_the_way, go = threading.Barrier(3), threading.Event()
+
+    def answer(text: str, reading: float) -> np.ndarray:
+        with batching.expect():
+            on_the_way.wait(10)  # all three are handling an answer
+            if reading:
+                go.wait(10)  # the others still read theirs when the first reaches the encoder
+            return batching.encode([text])
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(answer, "first", 0)
+        others = [pool.submit(answer, text, 1) for text in ("second", "third")]
+        while not batching._pending:
+            threading.Event().wait(0.001)
+        threading.Event().wait(0.05)
+        assert not inner.calls, "the leader waits while announced answers are on their way"
+        go.set()
+        results = [f.result(timeout=10) for f in (first, *others)]
+    assert inner.calls == [3], "one call for the three, made once all had arrived (not after 30 s)"
+    assert all(r.shape[0] == 1 for r in results)
+
+
+def test_an_announced_caller_that_never_encodes_releases_the_leader() -> None:
+    inner = CountingEmbedder()
+    batching = BatchingEmbedder(inner, max_wait=30.0)
+    leave = threading.Event()
+
+    def rating_only() -> None:
+        with batching.expect():
+            leave.wait(10)  # a rating: nothing to encode
+
+    leaver = threading.Thread(target=rating_only)
+    leaver.start()
+    while not batching._coming:
+        threading.Event().wait(0.001)
+    with ThreadPoolExecutor(1) as pool:
+        text = pool.submit(lambda: batching.encode(["a text answer"]))
+        threading.Event().wait(0.05)
+        assert not text.done(), "it waits while the other is on its way"
+        leave.set()
+        assert text.result(timeout=10).shape[0] == 1
+    leaver.join()
 
 
 def test_encode_many_embeds_each_distinct_text_once_in_one_call() -> None:
