@@ -79,7 +79,7 @@ def embedder_from(e: EmbeddingsConfig) -> Embedder:
     if e.backend == "onnx-int8":
         from memory.embeddings_onnx import OnnxInt8Embedder
 
-        inner = OnnxInt8Embedder(model=e.model, cache_dir=e.cache_dir, batch_size=e.batch_size)
+        inner = OnnxInt8Embedder(model=e.model, cache_dir=e.cache_dir, batch_size=e.batch_size, threads=e.threads)
     else:
         inner = SentenceTransformerEmbedder(model=e.model, device=e.device, batch_size=e.batch_size)
     return BatchingEmbedder(inner, max_wait=e.batch_wait_ms / 1000, max_batch=e.batch_size)

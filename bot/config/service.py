@@ -30,6 +30,8 @@ class EmbeddingsConfig(Strict):
     device: str = "cpu"
     # Where the onnx-int8 backend keeps its exported model; empty: ~/.cache/rapport/onnx.
     cache_dir: str | None = None
+    # Threads one onnx-int8 encode uses; 0: one per core.
+    threads: int = Field(default=0, ge=0, le=256)
     # How long concurrent answers wait for each other to share one encode call.
     batch_wait_ms: float = Field(default=2.0, ge=0.0, le=100.0)
 

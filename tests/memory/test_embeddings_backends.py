@@ -66,6 +66,18 @@ def test_onnx_vectors_match_torch_on_written_sentences(
 
 
 @pytest.mark.model
+def test_onnx_threads_setting_sizes_the_session_and_keeps_the_vectors(onnx: OnnxInt8Embedder) -> None:
+    one = OnnxInt8Embedder(threads=1)
+    session, _ = one.load()
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    # Idle model threads sleep rather than spin (they would hold a core the service needs).
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert onnx.load()[0] is not session, "each thread count has its own session"
+    assert _min_cosine(one.encode(WRITTEN[:3]), onnx.encode(WRITTEN[:3])) >= 0.9999
+
+
+@pytest.mark.model
 def test_onnx_vectors_match_torch_on_shared_data(
     onnx: OnnxInt8Embedder, torch_embedder: SentenceTransformerEmbedder, shared_data: Path
 ) -> None:
@@ -177,7 +189,7 @@ def test_a_first_start_exports_once_and_says_so_in_the_log(
         target.write_bytes(b"exported")
 
     monkeypatch.setattr(onnx_backend, "export", fake_export)
-    monkeypatch.setattr(onnx_backend, "_open", lambda source, target: ("session", "tokenizer"))
+    monkeypatch.setattr(onnx_backend, "_open", lambda source, target, threads: ("session", "tokenizer"))
     caplog.set_level("INFO", logger="memory.embeddings_onnx")
     first = OnnxInt8Embedder(cache_dir=tmp_path / "onnx")
     assert not first.is_exported()
@@ -189,7 +201,7 @@ def test_a_first_start_exports_once_and_says_so_in_the_log(
     ]
     assert caplog.records[0].cache_dir == str(tmp_path / "onnx")
     # Another process (a restart) finds the file and exports nothing.
-    onnx_backend._SESSIONS.pop(str(first.onnx_path()))
+    onnx_backend._SESSIONS.clear()
     caplog.clear()
     OnnxInt8Embedder(cache_dir=tmp_path / "onnx").load()
     assert len(exports) == 1
