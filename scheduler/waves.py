@@ -32,7 +32,7 @@ CLOSED = "wave closed early"
 CANCELLED = "wave cancelled"
 
 #: Where a wave stands, as ``rapport wave list`` and ``wave show`` say it.
-State = Literal["open", "closed", "cancelled"]
+State = Literal["scheduled", "open", "closed", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,10 @@ def closed_early(wave: Wave) -> bool:
 
 
 def state(wave: Wave, now: dt.datetime) -> State:
-    """``cancelled`` (``rapport wave cancel``), ``closed`` (by an operator, or past its planned end)
-    or ``open``."""
+    """``cancelled`` (``rapport wave cancel``), ``closed`` (by an operator, or past its planned end),
+    ``scheduled`` (it opens later: ``rapport wave start --at``) or ``open``."""
     if wave.cancelled_at is not None:
         return "cancelled"
     if wave.closed_at is not None or (wave.closes_at is not None and wave.closes_at <= now):
         return "closed"
-    return "open"
+    return "scheduled" if wave.opens_at > now else "open"

@@ -1,4 +1,5 @@
-"""Where a wave stands (``scheduler.waves.state``): open, closed, or cancelled by an operator."""
+"""Where a wave stands (``scheduler.waves.state``): scheduled, open, closed, or cancelled by an
+operator."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def _state(app: App, wave_id: int, now: dt.datetime) -> str:
 def test_a_wave_is_open_until_its_planned_end_then_closed(scheduled_app: Callable[..., App]) -> None:
     app = scheduled_app(window=ALL_DAY, cadence={"every": "1 month", "open_for_days": 3, "reminders": 1})
     wave_id = _wave(app)
+    assert _state(app, wave_id, START - dt.timedelta(minutes=1)) == "scheduled", "not open before it opens"
+    assert _state(app, wave_id, START) == "open"
     assert _state(app, wave_id, START + dt.timedelta(days=1)) == "open"
     assert _state(app, wave_id, START + dt.timedelta(days=3)) == "closed"
 
