@@ -170,10 +170,10 @@ def _open(source: Path, target: Path, *, threads: int = 0) -> tuple[Any, Any]:
     options.log_severity_level = 3
     # 0: one thread per core (onnxruntime's choice).
     options.intra_op_num_threads = threads
-    # Idle model threads sleep instead of spinning: a spinning thread holds a core the service's
-    # own threads (the writer, the channels) need while answers come in. Measured in a burst of
-    # 1,000 answers on 2 cores: 141 answers/s against 109/s with spinning, at the same batch rate
-    # on a quiet machine (benchmarks/README.md).
+    # Idle model threads sleep instead of spinning: a spinning thread holds a core that the
+    # service's own threads (the writer, the channels) and other processes need. On 2 cores
+    # beside one busy process: replies p50 17-20 ms against 30-34 ms with spinning, batches
+    # 1.4x faster; with nothing else running the two are the same (benchmarks/README.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
     return session, tokenizer
