@@ -13,11 +13,17 @@ Per backend (``torch``, ``onnx-int8``), on a temporary SQLite file, with the rea
   8 -> 3, so the reply is the follow-up question): from the inbound answer to the replies handed
   back to the channel, one person at a time, in a database of ``--people`` people; and its ratio
   to ``encode_one``;
+* ``encode_in_replies``: the model's own call within those replies (one per reply: the answer and,
+  to compare them, the clauses of the two answers), its texts and p50/p99: the rest of a reply
+  is the engine's reads, writes and rules;
 * ``raw_batch``: the same backend encoding the burst's answers, length-sorted, in batches of
   ``embeddings.batch_size`` (the raw batch throughput, sentences/s: the burst's baseline);
 * ``engine_burst``: ``--burst`` people's answers handed to ``handle`` at once from
   ``conversation.concurrent_answers`` threads (as ``rapport run`` does), answers/s, the texts
-  per encode call, and the ratio to ``raw_batch``;
+  per encode call, and the ratio to ``raw_batch``; and from the process's CPU seconds (which the
+  load of the machine changes far less than the wall time): the CPU one answer costs end to end
+  against one sentence of the raw batch, and the ceiling those give, the most answers per second
+  the engine could take with every core doing nothing else, as a ratio to ``raw_batch``;
 * ``telegram_burst``: the same through the real Telegram channel polling
   ``tests/fakes/telegram_api.py``, which holds ``--burst`` updates (one per person) when polling
   starts; answers/s until every reply was sent. Telegram's own 30 messages/s limit on replies is
@@ -87,6 +93,7 @@ class Counting:
         self.inner = inner
         self.calls = 0
         self.texts = 0
+        self.seconds: list[float] = []  # of each call
         self._lock = threading.Lock()
 
     @property
@@ -101,7 +108,11 @@ class Counting:
         with self._lock:
             self.calls += 1
             self.texts += len(texts)
-        return self.inner.encode(texts)
+        t0 = time.perf_counter()
+        try:
+            return self.inner.encode(texts)
+        finally:
+            self.seconds.append(time.perf_counter() - t0)
 
 
 class Cached:
@@ -131,6 +142,20 @@ def percentiles(values: list[float]) -> dict[str, float]:
         "p50_ms": round(statistics.median(ms), 2),
         "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2),
         "max_ms": round(ms[-1], 2),
+    }
+
+
+def cpu_ceiling(cpu_per_answer: float, cpu_per_sentence: float, raw_per_s: float) -> dict[str, float]:
+    """What the process's CPU seconds say about the burst, whatever the load: the CPU one answer
+    costs end to end against one sentence of the raw batch, and the most answers per second the
+    engine could take if every core of the machine did nothing else (its ceiling), as a ratio to
+    the raw batch rate measured in the same run."""
+    ceiling = (os.cpu_count() or 1) / cpu_per_answer
+    return {
+        "cpu_ms_per_answer": round(cpu_per_answer * 1000, 2),
+        "raw_cpu_ms_per_sentence": round(cpu_per_sentence * 1000, 2),
+        "ceiling_answers_per_s": round(ceiling, 1),
+        "ceiling_ratio_to_raw_batch": round(ceiling / raw_per_s, 2),
     }
 
 
@@ -229,6 +254,8 @@ def measure_backend(
             one.append(time.perf_counter() - t0)
 
     encode_one(sentences[::2])
+    counting.calls = counting.texts = 0
+    counting.seconds.clear()
     walls = []
     for i, key in enumerate(reply_keys[:replies]):
         inbound = from_chat(chat_ids[key], SECOND[i % len(SECOND)], 1_000_000 + i, T1)
@@ -236,6 +263,8 @@ def measure_backend(
         out = real.service.handle(inbound)
         walls.append(time.perf_counter() - t0)
         assert out, "every answer gets a reply"
+    in_replies = {"calls": counting.calls, "texts_per_call": round(counting.texts / max(1, counting.calls), 1),
+                  **percentiles(counting.seconds)}  # fmt: skip
     encode_one(sentences[1::2])
     reply = percentiles(walls)
     one_stats = percentiles(one)
@@ -244,10 +273,13 @@ def measure_backend(
     texts = sorted((SECOND[i % len(SECOND)] + f" ({i})" for i in range(burst)), key=len)
     size = config.embeddings.batch_size
 
+    raw_cpu: list[float] = []
+
     def raw_seconds() -> float:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for start in range(0, len(texts), size):
             inner.encode(texts[start : start + size])
+        raw_cpu.append(time.process_time() - c0)
         return time.perf_counter() - t0
 
     inner.encode(texts[:size])  # warm up: torch prepares its kernels for each new shape
@@ -259,9 +291,9 @@ def measure_backend(
     before = text_answers(real)[0]
     counting.calls = counting.texts = 0
     with ThreadPoolExecutor(workers) as pool:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         outs = list(pool.map(real.service.handle, inbounds))
-        engine_s = time.perf_counter() - t0
+        engine_s, engine_cpu = time.perf_counter() - t0, time.process_time() - c0
     raw_per_s = 2 * len(texts) / (raw_before + raw_seconds())
     saved, distinct = text_answers(real)
     assert saved - before == burst, "every answer saved once"
@@ -272,11 +304,12 @@ def measure_backend(
         "ratio_to_raw_batch": round(burst / engine_s / raw_per_s, 2),
         "encode_calls": counting.calls, "texts_encoded": counting.texts,
         "texts_per_call": round(counting.texts / max(1, counting.calls), 1),
+        **cpu_ceiling(engine_cpu / burst, sum(raw_cpu) / (2 * len(texts)), raw_per_s),
     }  # fmt: skip
 
     result: dict[str, Any] = {
         "backend": backend, "load_s": round(load_s, 1), "seed_s": round(seed_s, 1), "people": len(reply_keys),
-        "encode_one": one_stats, "reply": reply,
+        "encode_one": one_stats, "reply": reply, "encode_in_replies": in_replies,
         "reply_p50_over_encode_p50": round(reply["p50_ms"] / one_stats["p50_ms"], 2),
         "reply_p99_over_encode_p99": round(reply["p99_ms"] / one_stats["p99_ms"], 2),
         "raw_batch_sentences_per_s": round(raw_per_s, 1), "workers": workers, "engine_burst": engine,

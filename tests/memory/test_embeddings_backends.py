@@ -190,6 +190,8 @@ def test_a_first_start_exports_once_and_says_so_in_the_log(
 
     monkeypatch.setattr(onnx_backend, "export", fake_export)
     monkeypatch.setattr(onnx_backend, "_open", lambda source, target, threads: ("session", "tokenizer"))
+    # Its own cache of open sessions: the other tests' loaded model stays loaded.
+    monkeypatch.setattr(onnx_backend, "_SESSIONS", {})
     caplog.set_level("INFO", logger="memory.embeddings_onnx")
     first = OnnxInt8Embedder(cache_dir=tmp_path / "onnx")
     assert not first.is_exported()
