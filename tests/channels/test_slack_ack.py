@@ -1,12 +1,14 @@
 """Nothing lost, nothing twice on Slack: a person's answer is stored before Slack hears it arrived
 (HTTP response, Socket Mode envelope ack); a process that dies after storing and before replying
 shows the person where their conversation stands on Slack's redelivery, without storing twice; an
-engine slower than the bound is acknowledged in time and its redelivery is answered once."""
+event the engine could not store within the bound is left unacknowledged, so that Slack delivers it
+again, and is answered once; a click is acknowledged anyway (Slack never redelivers one)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -232,7 +234,7 @@ async def test_a_click_the_engine_failed_on_leaves_the_buttons_for_the_next_clic
 # Slower than the bound --------------------------------------------------------------------------
 
 
-async def test_a_slow_engine_is_acknowledged_in_time_and_its_redelivery_answered_once(
+async def test_a_dm_slower_than_the_bound_is_left_unacknowledged_and_its_redelivery_answered_once(
     make_app: Callable[..., App],
 ) -> None:
     app = make_app()
@@ -243,15 +245,15 @@ async def test_a_slow_engine_is_acknowledged_in_time_and_its_redelivery_answered
         entered, release = blocking_handle(app)
         try:
             ts = rig.next_ts()
-            # The engine cannot store while blocked: the 200 comes from the bound.
+            # The engine cannot store while blocked: Slack hears, in time, that it must retry.
             resp = await rig.dm(ADA, "Fast support", event_id="EvSLOW", ts=ts, drain=False)
-            assert resp.status == 200
+            assert resp.status == 503
             await until(entered.is_set)
             assert len(stored(app)) == 1
-            # Slack retries anyway (the first 200 was late on its side): acknowledged too, and
-            # waited for rather than answered again.
+            # Slack's retry while the first delivery is still being answered: it waits for that
+            # one, is not acknowledged either (still not stored), and answers nothing itself.
             resp = await rig.dm(ADA, "Fast support", event_id="EvSLOW", ts=ts, headers=RETRY, drain=False)
-            assert resp.status == 200
+            assert resp.status == 503
         finally:
             release.set()
         await rig.channel.drain()
@@ -259,6 +261,88 @@ async def test_a_slow_engine_is_acknowledged_in_time_and_its_redelivery_answered
         replies = rig.posted_texts(ADA_DM)[posts:]
         assert len(replies) == 1, replies
         assert replied_at(app, "slack:EvSLOW") is not None
-        # A retry after everything is done: a duplicate, nothing said.
-        await rig.dm(ADA, "Fast support", event_id="EvSLOW", ts=ts, headers=RETRY)
+        # Slack's next retry, now that it is stored: acknowledged, a duplicate, nothing said.
+        resp = await rig.dm(ADA, "Fast support", event_id="EvSLOW", ts=ts, headers=RETRY)
+        assert resp.status == 200
         assert rig.posted_texts(ADA_DM)[posts:] == replies
+
+
+async def test_a_dm_slower_than_the_bound_whose_process_then_died_is_stored_from_slacks_retry(
+    make_app: Callable[..., App],
+) -> None:
+    """The case an acknowledgement before storing would lose: the engine was still busy when the
+    bound came, then the process died. Slack, not having heard back, delivers the event again."""
+    app = make_app()
+    original = app.service.handle
+    async with FakeSlackAPI() as api, open_rig(app, api, store_within_seconds=0.2) as first:
+        await started(first)
+        await first.click(ADA, value=8)
+        posts = len(first.posted(ADA_DM))
+        dead = threading.Event()
+
+        def dies(*args: Any, **kwargs: Any) -> Any:
+            dead.wait(30)
+            raise RuntimeError("the process is gone")
+
+        app.service.handle = dies  # type: ignore[method-assign]
+        ts = first.next_ts()
+        resp = await first.dm(ADA, "Fast support", event_id="EvLOST", ts=ts, drain=False)
+        assert resp.status == 503
+        for task in list(first.channel.intake._tasks):  # killed: nothing of it goes on
+            task.cancel()
+        dead.set()
+        await first.channel.drain()
+        assert [a for a in stored(app) if a[0] == "reason"] == []
+
+        app.service.handle = original  # type: ignore[method-assign]
+        async with open_rig(app, api, first.clock) as second:
+            resp = await second.dm(ADA, "Fast support", event_id="EvLOST", ts=ts, headers=RETRY)
+            assert resp.status == 200
+        assert [a for a in stored(app) if a[0] == "reason"] == [("reason", None, "Fast support")]
+        assert replied_at(app, "slack:EvLOST") is not None
+        assert len(first.posted_texts(ADA_DM)[posts:]) == 1
+
+
+async def test_a_click_slower_than_the_bound_is_acknowledged_and_stored_once(make_app: Callable[..., App]) -> None:
+    """Slack never redelivers a click: left unacknowledged, the person would only see an error."""
+    app = make_app()
+    async with FakeSlackAPI() as api, open_rig(app, api, store_within_seconds=0.2) as rig:
+        await started(rig)
+        entered, release = blocking_handle(app)
+        try:
+            resp = await rig.click(ADA, value=6, drain=False)
+            assert resp.status == 200
+            await until(entered.is_set)
+            assert stored(app) == []
+        finally:
+            release.set()
+        await rig.channel.drain()
+        assert stored(app) == [("recommend", 6, None)]
+        assert "main reason" in rig.posted_texts(ADA_DM)[-1]
+
+
+async def test_a_socket_mode_event_slower_than_the_bound_is_not_acknowledged(make_app: Callable[..., App]) -> None:
+    app = make_app()
+    async with FakeSlackAPI() as api, open_rig(app, api, mode="socket", app_token="xapp-1-test",
+                                               store_within_seconds=0.2) as rig:  # fmt: skip
+        await started(rig)
+        posts = len(rig.posted(ADA_DM))
+        entered, release = blocking_handle(app)
+        event = {"type": "message", "user": ADA, "text": "8", "ts": rig.next_ts(), "channel": ADA_DM,
+                 "channel_type": "im"}  # fmt: skip
+        try:
+            envelope = await api.socket_send(rig.envelope(event, event_id="EvSOCKSLOW"))
+            await until(entered.is_set)
+            with pytest.raises(TimeoutError):
+                await api.socket_ack(envelope, timeout=1.0)
+        finally:
+            release.set()
+        await rig.channel.drain()
+        assert stored(app) == [("recommend", 8, None)]
+        assert envelope not in api.socket_acks
+        posts = len(rig.posted(ADA_DM))
+        # Slack delivers it again: acknowledged now, nothing stored or said twice.
+        await api.socket_ack(await api.socket_send(rig.envelope(event, event_id="EvSOCKSLOW"), retry_attempt=1))
+        await rig.channel.drain()
+        assert stored(app) == [("recommend", 8, None)]
+        assert len(rig.posted(ADA_DM)) == posts

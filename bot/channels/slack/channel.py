@@ -203,8 +203,8 @@ class SlackChannel:
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self.intake.spawn(work)
 
-    async def take(self, store: Coroutine[Any, Any, Then | None]) -> None:
-        await self.intake.take(store)
+    async def take(self, store: Coroutine[Any, Any, Then | None]) -> bool:
+        return await self.intake.take(store)
 
     def workspace(self, body: JSON) -> str:
         return workspace_of(body, multi_workspace=self.multi_workspace)

@@ -14,10 +14,15 @@ retry (or the person's second click) finds it again. Each such payload is one ta
 
 A process that dies between the two leaves the event stored but unreplied: its redelivery (Slack's
 retry, the same click again) stores nothing more and shows the person the question their
-conversation waits on. When storing takes longer than the bound, the acknowledgement goes out
-anyway and the task finishes on its own (Slack does not retry an acknowledged event, so only a
-crash in those seconds loses it). A redelivery that reaches the process still answering the same
-event waits for that answer instead of answering twice.
+conversation waits on. A redelivery that reaches the process still answering the same event waits
+for that answer instead of answering twice.
+
+When storing takes longer than the bound, the task finishes on its own and ``take`` says so
+(``False``). What Slack hears then depends on what it does next (``receiver``): an event (a DM or
+an edit) is left unacknowledged, so Slack delivers it again (up to three retries over about five
+minutes) and a crash in those seconds loses nothing: the retry finds the answer stored, or stores
+it. An interaction is acknowledged anyway: Slack never redelivers one, and the person would see an
+error for an answer that is about to be stored.
 """
 
 from __future__ import annotations
@@ -59,9 +64,10 @@ class Intake:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def take(self, store: Coroutine[Any, Any, Then | None]) -> None:
+    async def take(self, store: Coroutine[Any, Any, Then | None]) -> bool:
         """Run ``store`` and then what it returns, as one task; return once ``store`` is done (or
-        failed), or after ``store_within`` seconds, whichever comes first."""
+        failed), or after ``store_within`` seconds, whichever comes first: ``True`` in the first
+        case, ``False`` when the bound came first (the task goes on)."""
         stored = asyncio.Event()
 
         async def run() -> None:
@@ -76,10 +82,9 @@ class Intake:
         try:
             await asyncio.wait_for(stored.wait(), self.store_within)
         except TimeoutError:
-            log.warning(
-                "slack: storing an event took longer than the bound; acknowledged before it was stored",
-                extra={"bound_seconds": self.store_within},
-            )
+            log.warning("slack: storing took longer than the bound", extra={"bound_seconds": self.store_within})
+            return False
+        return True
 
     def answering(self, key: str | None) -> asyncio.Event | None:
         """The "stored" event of ``key`` when another delivery of it is being answered here."""

@@ -6,6 +6,10 @@ A payload that carries a person's words or choice (a DM, an edit, a rating, *Yes
 check-ins*, the App Home buttons) is stored before it is acknowledged, within a bound under Slack's
 3 seconds, and the replies follow the acknowledgement (``intake``); anything else is handed to a
 task and acknowledged at once. Every payload type Rapport does not use is acknowledged and ignored.
+
+An event whose answer was not stored within the bound is not acknowledged (HTTP 503; in Socket
+Mode, no envelope acknowledgement): Slack delivers it again, and the redelivery finds the answer
+stored, or, after a crash, stores it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -45,12 +50,35 @@ log = logging.getLogger("bot.channels.slack")
 BOLT_LOGGER = "bot.channels.slack.bolt"
 Ack = Callable[..., Awaitable[Any]]
 
+#: Set for each delivery before Bolt dispatches it; a listener adds to it when the delivery must
+#: not be acknowledged (its answer was not stored within the bound), so that Slack retries it.
+_UNSTORED: ContextVar[list[str] | None] = ContextVar("slack_unstored", default=None)
+
+
+def _leave_unacknowledged(reason: str) -> None:
+    marks = _UNSTORED.get()
+    if marks is not None:
+        marks.append(reason)
+
+
+async def _dispatched(dispatch: Coroutine[Any, Any, BoltResponse]) -> tuple[BoltResponse, bool]:
+    """Bolt's response to one delivery, and whether Slack should hear it (see ``_UNSTORED``)."""
+    marks: list[str] = []
+    token = _UNSTORED.set(marks)
+    try:
+        response = await dispatch
+    finally:
+        _UNSTORED.reset(token)
+    if marks:
+        log.info("slack: an event was not stored within the bound; left unacknowledged, so Slack delivers it again")
+    return response, not marks
+
 
 class Listener(Protocol):
     """What the receiver hands payloads to (the channel)."""
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
-    async def take(self, store: Coroutine[Any, Any, Then | None]) -> None: ...
+    async def take(self, store: Coroutine[Any, Any, Then | None]) -> bool: ...
     async def on_message(self, body: JSON, client: AsyncWebClient) -> Then | None: ...
     async def on_rating(self, body: JSON, client: AsyncWebClient) -> Then | None: ...
     async def on_stop(self, body: JSON, client: AsyncWebClient) -> Then | None: ...
@@ -122,7 +150,8 @@ class SlackReceiver:
 
         @app.event("message")
         async def on_message(body: JSON, client: AsyncWebClient) -> None:
-            await to.take(to.on_message(body, client))
+            if not await to.take(to.on_message(body, client)):
+                _leave_unacknowledged("not stored within the bound")
 
         @app.event("app_home_opened")
         async def on_home(body: JSON, client: AsyncWebClient) -> None:
@@ -189,11 +218,13 @@ class SlackReceiver:
             log.warning("slack: unreadable events request")
             return web.Response(status=400, text="unreadable request")
         try:
-            response = await self.bolt.async_dispatch(bolt_request)
+            response, acknowledge = await _dispatched(self.bolt.async_dispatch(bolt_request))
         except Exception:
             # A payload Bolt cannot even route: acknowledge, so Slack does not retry it forever.
             log.exception("slack: dispatching an events request failed")
             return web.Response(status=200)
+        if not acknowledge:
+            return web.Response(status=503)
         return await to_aiohttp_response(acknowledgeable(response))
 
     async def _http_install(self, request: web.Request) -> web.StreamResponse:
@@ -222,13 +253,16 @@ def acknowledgeable(response: BoltResponse) -> BoltResponse:
 
 class _SocketModeHandler(AsyncSocketModeHandler):
     """Bolt's aiohttp Socket Mode handler, acknowledging every envelope (see ``acknowledgeable``):
-    an envelope left unacknowledged is delivered again and again."""
+    an envelope left unacknowledged is delivered again. All but one: an event whose answer was not
+    stored within the bound, which is to be delivered again (``_UNSTORED``)."""
 
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         start = time.time()
         try:
-            response = acknowledgeable(await run_async_bolt_app(self.app, req))
+            response, acknowledge = await _dispatched(run_async_bolt_app(self.app, req))
+            response = acknowledgeable(response)
         except Exception:
             log.exception("slack: dispatching a Socket Mode envelope failed")
-            response = BoltResponse(status=200, body="")
-        await send_async_response(client, req, response, start)
+            response, acknowledge = BoltResponse(status=200, body=""), True
+        if acknowledge:
+            await send_async_response(client, req, response, start)
