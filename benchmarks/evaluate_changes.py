@@ -1,6 +1,11 @@
 """Evaluate change detection on ``../shared/data`` and print the figures as JSON.
 
     .venv/bin/python benchmarks/evaluate_changes.py        # or: make eval
+    .venv/bin/python benchmarks/evaluate_changes.py --backend torch
+    .venv/bin/python benchmarks/evaluate_changes.py --parity
+
+The embeddings come from the backend ``config.yaml`` selects (``embeddings.backend``: what a
+plain install runs, onnx-int8), unless ``--backend`` names the other one.
 
 Figures, each for the detector and, in the same run on the same embeddings, for plain cosine:
 
@@ -291,13 +296,18 @@ def main() -> int:
         return 0
     import argparse
 
+    import yaml
+
     from memory.changes import ChangeDetector
     from memory.embeddings import SentenceTransformerEmbedder
 
+    # (``bot.config`` is not imported here: ``benchmarks/`` on the path would shadow ``scheduler``.)
+    shipped = str(yaml.safe_load((ROOT / "config.yaml").read_text())["embeddings"]["backend"])
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--backend", choices=("torch", "onnx-int8"), default="torch", help="embedding backend (default torch)"
-    )
+        "--backend", choices=("torch", "onnx-int8"), default=shipped,
+        help=f"embedding backend (default: config.yaml's, {shipped})",
+    )  # fmt: skip
     parser.add_argument(
         "--parity", action="store_true", help="compare the decisions of the torch and onnx-int8 backends instead"
     )
