@@ -246,10 +246,10 @@ def event_seen(s: Session, key: str) -> bool:
     return s.scalar(_EVENT_SEEN, {"key": key}) is not None
 
 
-def unreplied_event(s: Session, key: str) -> bool:
-    """The event was processed, but its replies were never confirmed as sent."""
+def unreplied_since(s: Session, key: str) -> dt.datetime | None:
+    """When the event was processed, if its replies were never confirmed as sent (else None)."""
     event = s.get(ProcessedEvent, key)
-    return event is not None and event.replied_at is None
+    return event.processed_at if event is not None and event.replied_at is None else None
 
 
 def completed_by_event(s: Session, person_id: int, key: str) -> bool:

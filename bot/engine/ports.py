@@ -63,3 +63,9 @@ class Outbound:
     # understand them (Slack) post them, with ``text`` as the notification fallback; all other
     # channels send ``text`` alone, so ``text`` must always be the whole message on its own.
     blocks: tuple[dict[str, Any], ...] | None = None
+
+
+class RepliesPending(Exception):
+    """``handle(replies_pending_for=...)``: the event was stored moments ago (by another process)
+    and its replies are not confirmed yet, so they are most likely on their way; the channel asks
+    for a later redelivery instead of showing the person the question a second time."""

@@ -34,7 +34,7 @@ import prompts
 from bot.engine import flow, outside, owners, people, precompute, promises
 from bot.engine.edits import Edits, edited_answer, ends
 from bot.engine.mydata import After, OwnData, Prepared
-from bot.engine.ports import Inbound, Outbound
+from bot.engine.ports import Inbound, Outbound, RepliesPending
 from bot.engine.precompute import Moved, Precomputed
 from bot.engine.script import Limits, Script
 from bot.engine.turns import Turn, Turns, enrolled_scripts, say, told, who_sees
@@ -179,24 +179,31 @@ class CheckinService:
 
     # Inbound ----------------------------------------------------------------------------------
 
-    def handle(self, inbound: Inbound, *, markup: prompts.Markup = "plain", confirm: bool = False) -> list[Outbound]:
+    def handle(
+        self, inbound: Inbound, *, markup: prompts.Markup = "plain", confirm: bool = False,
+        replies_pending_for: dt.timedelta | None = None,
+    ) -> list[Outbound]:  # fmt: skip
         """Process one inbound event exactly once and return the replies to send.
 
         ``confirm=True``: the channel sends the replies after this returns and calls
         :meth:`replied` once they are out. Until then a redelivery of the same event (after a
         crash between the commit and the send) is answered with where the conversation stands,
-        instead of being ignored as a duplicate."""
+        instead of being ignored as a duplicate. With ``replies_pending_for``, a redelivery that
+        comes less than that long after the event was stored raises :class:`RepliesPending`
+        instead: whoever stored it is most likely still sending its replies (a channel whose
+        platform redelivers again later passes it)."""
         prepared = self.own.prepare(inbound)
+        write = functools.partial(self._write_in, inbound, markup, confirm=confirm, pending_for=replies_pending_for)
         for _ in range(RECOMPUTE_TRIES):
             # Announced to the micro-batcher: a batch's leader may wait for this answer to join.
             with expecting(self.detector.embedder):
                 pre = self._precompute(inbound)
             try:
-                return self._writes.run(functools.partial(self._write_in, inbound, markup, pre, prepared, confirm))
+                return self._writes.run(functools.partial(write, pre, prepared))
             except Moved:
                 log.info("the check-in moved while the model ran; computing again")
         # Still racing: compute inside the write transaction (correct, holds the lock longer).
-        return self._writes.run(functools.partial(self._write_in, inbound, markup, None, prepared, confirm))
+        return self._writes.run(functools.partial(write, None, prepared))
 
     def _precompute(self, inbound: Inbound) -> Precomputed | None:
         """A short read, then the model with no transaction open."""
@@ -245,13 +252,18 @@ class CheckinService:
 
     def _write_in(
         self, inbound: Inbound, markup: prompts.Markup, pre: Precomputed | None, prepared: Prepared | None,
-        confirm: bool, s: Session, after: After,
+        s: Session, after: After, *, confirm: bool, pending_for: dt.timedelta | None,
     ) -> list[Outbound]:  # fmt: skip
         """One event's write, inside the transaction ``Writes`` gives it (``after``: work for
         after the commit, such as digest files and the SQLite WAL)."""
         key = self._event_key(inbound)
         if inbound.event_key and not store.claim_event(s, key, inbound.received_at, replied=not confirm):
-            if store.unreplied_event(s, key):
+            stored_at = store.unreplied_since(s, key)
+            if stored_at is not None and pending_for is not None and inbound.received_at - stored_at < pending_for:
+                log.info("redelivered event stored moments ago; its replies are likely on their way",
+                         extra={"channel": inbound.channel})  # fmt: skip
+                raise RepliesPending
+            if stored_at is not None:
                 log.info("redelivered event whose replies were never confirmed", extra={"channel": inbound.channel})
                 return self._where_it_stands(s, inbound, markup)
             log.info("duplicate inbound event ignored", extra={"channel": inbound.channel})

@@ -142,8 +142,8 @@ def die_after_storing(channel: SlackChannel) -> asyncio.Event:
     committed = asyncio.Event()
     original = channel._engine
 
-    async def engine(inbound: Inbound, *, confirm: bool) -> tuple[list[Any], Outcome]:
-        result = await original(inbound, confirm=confirm)
+    async def engine(inbound: Inbound, **kwargs: Any) -> tuple[list[Any], Outcome]:
+        result = await original(inbound, **kwargs)
         committed.set()
         await asyncio.Event().wait()
         return result
@@ -185,6 +185,13 @@ async def test_a_process_dying_after_storing_shows_the_person_where_they_are_on_
         assert len(first.posted(ADA_DM)) == posts
 
         async with open_rig(app, api, first.clock) as second:
+            if kind == "text_dm":
+                # Slack's first retry comes at once: moments after the commit, the other process
+                # may still be posting its replies, so it is left for the next retry.
+                resp = await deliver(second, headers=RETRY)
+                assert resp.status == 503
+                assert first.posted_texts(ADA_DM)[posts:] == []
+                first.clock.now += dt.timedelta(minutes=1)  # Slack's next retry
             resp = await deliver(second, **({"headers": RETRY} if kind == "text_dm" else {}))
             assert resp.status == 200
             assert stored(app) == [("recommend", 9, None)]
@@ -197,6 +204,41 @@ async def test_a_process_dying_after_storing_shows_the_person_where_they_are_on_
             await deliver(second, **({"headers": RETRY} if kind == "text_dm" else {}))
             assert stored(app) == [("recommend", 9, None)]
             assert first.posted_texts(ADA_DM)[posts:] == where
+
+
+async def test_a_retry_reaching_another_process_while_the_first_replies_is_answered_once(
+    make_app: Callable[..., App],
+) -> None:
+    """The first process stored the DM and is posting its replies (slowly) when Slack's retry
+    reaches a second process: that one leaves it for a later retry instead of asking the person
+    the question again, and the later retry, once the replies are out, is a plain duplicate."""
+    app = make_app()
+    async with FakeSlackAPI() as api, open_rig(app, api) as first:
+        await started(first)
+        posts = len(first.posted(ADA_DM))
+        gate = hold_replies(first.channel)
+        ts = first.next_ts()
+        try:
+            resp = await first.dm(ADA, "9", event_id="EvBUSY", ts=ts, drain=False)
+            assert resp.status == 200
+            assert stored(app) == [("recommend", 9, None)]
+            async with open_rig(make_app(), api, first.clock) as second:
+                # (Bounded: were the question posted again, it would queue behind the held replies.)
+                resp = await asyncio.wait_for(second.dm(ADA, "9", event_id="EvBUSY", ts=ts, headers=RETRY), 20)
+                assert resp.status == 503
+                assert first.posted_texts(ADA_DM)[posts:] == []
+                gate.set()
+                await first.channel.drain()
+                replies = first.posted_texts(ADA_DM)[posts:]
+                assert replies
+                assert "main reason" in replies[-1]
+                first.clock.now += dt.timedelta(minutes=1)  # Slack's next retry
+                resp = await second.dm(ADA, "9", event_id="EvBUSY", ts=ts, headers=RETRY)
+                assert resp.status == 200
+                assert first.posted_texts(ADA_DM)[posts:] == replies
+                assert stored(app) == [("recommend", 9, None)]
+        finally:
+            gate.set()
 
 
 async def test_a_click_whose_process_died_before_storing_counts_when_clicked_again(slack_rig: SlackRig) -> None:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from bot.engine.ports import Inbound
+from bot.engine.ports import Inbound, RepliesPending
 from memory.db import transaction
 from memory.errors import OptedOut
 from memory.models import Answer, Checkin, Person, ProcessedEvent
@@ -152,6 +152,29 @@ def test_same_event_twice_is_processed_once(make_app) -> None:
     assert answers_of(app, conv)["recommend"].rating == 8
     with transaction(app.sessions) as s:
         assert s.scalar(select(func.count()).select_from(ProcessedEvent)) == 1
+
+
+def test_a_redelivery_moments_after_the_commit_is_left_for_later_when_the_channel_asks(make_app) -> None:
+    """``replies_pending_for``: a redelivery that comes soon after the event was stored, its
+    replies unconfirmed, raises RepliesPending (whoever stored it is most likely still replying);
+    later, it shows where the conversation stands; once confirmed, it is a plain duplicate."""
+    app = make_app()
+    seed(app)
+    conv = Conversation(app)
+    conv.start()
+    first = Inbound(channel="terminal", sender="ann", kind="text", text="7", received_at=T0,
+                    checkin_id=conv.checkin_id, event_key="seven")  # fmt: skip
+    assert app.service.handle(first, confirm=True)
+    window = dt.timedelta(seconds=30)
+    soon = replace(first, received_at=T0 + dt.timedelta(seconds=5))
+    with pytest.raises(RepliesPending):
+        app.service.handle(soon, confirm=True, replies_pending_for=window)
+    later = replace(first, received_at=T0 + dt.timedelta(minutes=1))
+    assert conv.texts(app.service.handle(later, confirm=True, replies_pending_for=window))
+    assert app.service.handle(soon, confirm=True) != [], "without the window: where it stands at once"
+    app.service.replied(first)
+    assert app.service.handle(soon, confirm=True, replies_pending_for=window) == []
+    assert answers_of(app, conv)["recommend"].rating == 7
 
 
 def test_a_redelivered_last_answer_whose_thanks_never_went_out_is_thanked(make_app) -> None:

@@ -37,7 +37,7 @@ from bot.channels.base import Address, Inbound, Markup, Outbound, Sent
 from bot.channels.slack import home, shortcut
 from bot.channels.slack.blocks import JSON
 from bot.channels.slack.install import BOT_SCOPES, ThreadedInstallationStore, ThreadedStateStore
-from bot.channels.slack.intake import STORE_WITHIN_SECONDS, Intake, Then
+from bot.channels.slack.intake import AGAIN, STORE_WITHIN_SECONDS, Intake, Then
 from bot.channels.slack.linking import LinkReport, RosterLinker
 from bot.channels.slack.receiver import Ack, SlackReceiver
 from bot.channels.slack.translate import (
@@ -55,16 +55,20 @@ from bot.channels.slack.transport import DEFAULT_API_BASE_URL, SlackTransport
 from bot.engine.marks import Marks
 from bot.engine.owners import OwnerCommands
 from bot.engine.people import People
+from bot.engine.ports import RepliesPending
 from bot.engine.service import CheckinService
 
 log = logging.getLogger("bot.channels.slack")
 
 #: A rating message answered once stays answered (in every process) this long.
 CLICKED_FOR = dt.timedelta(days=60)
+#: A DM redelivered this soon after another process stored it is left for Slack's next retry
+#: (1 and 5 minutes later): that process is most likely still posting its replies.
+REPLIES_PENDING_FOR = dt.timedelta(seconds=30)
 
 #: What became of an event in the engine: ``done`` (stored, or known as a duplicate), ``raced``
 #: (another process committed it a moment ago), ``failed`` (nothing stored; "try again" is said).
-Outcome = Literal["done", "raced", "failed"]
+Outcome = Literal["done", "raced", "failed", "pending"]
 #: Posts the replies of an answered event (after the acknowledgement).
 Send = Callable[[list[Outbound], Outcome], Awaitable[None]]
 
@@ -212,9 +216,16 @@ class SlackChannel:
     async def handle(self, inbound: Inbound) -> list[Outbound]:
         return (await self._engine(inbound, confirm=False))[0]
 
-    async def _engine(self, inbound: Inbound, *, confirm: bool) -> tuple[list[Outbound], Outcome]:
+    async def _engine(
+        self, inbound: Inbound, *, confirm: bool, redelivered_later: bool = False
+    ) -> tuple[list[Outbound], Outcome]:
+        pending_for = REPLIES_PENDING_FOR if redelivered_later else None
         try:
-            replies = await asyncio.to_thread(self.service.handle, inbound, markup=self.markup, confirm=confirm)
+            replies = await asyncio.to_thread(
+                self.service.handle, inbound, markup=self.markup, confirm=confirm, replies_pending_for=pending_for
+            )
+        except RepliesPending:
+            return [], "pending"
         except IntegrityError:
             # The same event committed by another worker a moment ago: it is done, say nothing.
             log.info("slack: concurrent duplicate event ignored")
@@ -224,10 +235,15 @@ class SlackChannel:
             return [Outbound(text=prompts.render("person/try_again", self.markup))], "failed"
         return replies, "done"
 
-    async def answer(self, inbound: Inbound, send: Send) -> Then | None:
+    async def answer(self, inbound: Inbound, send: Send, *, redelivered_later: bool = False) -> Then | None:
         """Store ``inbound`` (the listener awaits this, before the acknowledgement) and return the
         rest: ``send`` the replies, then tell the engine they are out. A delivery of an event this
-        process is answering already waits until that one is stored and does nothing more."""
+        process is answering already waits until that one is stored and does nothing more.
+
+        ``redelivered_later``: Slack delivers this payload again if it is not acknowledged (an
+        event, not a click). Then a delivery of an event another process stored moments ago, and
+        is most likely still replying to, returns ``AGAIN`` (not acknowledged: Slack's next retry
+        comes a minute later) instead of showing the person the question a second time."""
         key = inbound.event_key
         first = self.intake.answering(key)
         if first is not None:
@@ -236,11 +252,15 @@ class SlackChannel:
             return None
         stored = self.intake.begin(key)
         try:
-            replies, outcome = await self._engine(inbound, confirm=True)
+            replies, outcome = await self._engine(inbound, confirm=True, redelivered_later=redelivered_later)
         except BaseException:
             self.intake.end(key, stored)
             raise
         stored.set()
+        if outcome == "pending":
+            self.intake.end(key, stored)
+            log.info("slack: an event another process stored moments ago is left for Slack's next retry")
+            return AGAIN
 
         async def then() -> None:
             try:
@@ -280,7 +300,7 @@ class SlackChannel:
         async def send(replies: list[Outbound], _outcome: Outcome) -> None:
             await self.reply(client, channel, replies, thread)
 
-        return await self.answer(inbound, send)
+        return await self.answer(inbound, send, redelivered_later=True)
 
     async def on_rating(self, body: JSON, client: AsyncWebClient) -> Then | None:
         translated = translate_rating(body, workspace=self.workspace(body), now=self.clock())

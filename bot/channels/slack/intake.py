@@ -37,6 +37,15 @@ log = logging.getLogger("bot.channels.slack")
 #: The part of a payload's work that runs after the acknowledgement (the replies).
 Then = Callable[[], Awaitable[None]]
 
+
+async def _nothing() -> None:
+    return None
+
+
+#: What ``store`` returns for a delivery that is not to be taken now, so that Slack delivers it
+#: again later (the event was stored moments ago by another process, still sending its replies).
+AGAIN: Then = _nothing
+
 #: How long a listener waits for the answer to be stored before acknowledging anyway.
 STORE_WITHIN_SECONDS = 2.0
 
@@ -67,12 +76,16 @@ class Intake:
     async def take(self, store: Coroutine[Any, Any, Then | None]) -> bool:
         """Run ``store`` and then what it returns, as one task; return once ``store`` is done (or
         failed), or after ``store_within`` seconds, whichever comes first: ``True`` in the first
-        case, ``False`` when the bound came first (the task goes on)."""
+        case, ``False`` when the bound came first (the task goes on) or ``store`` returned
+        ``AGAIN``."""
         stored = asyncio.Event()
+        again = False
 
         async def run() -> None:
+            nonlocal again
             try:
                 then = await store
+                again = then is AGAIN
             finally:
                 stored.set()
             if then is not None:
@@ -84,7 +97,7 @@ class Intake:
         except TimeoutError:
             log.warning("slack: storing took longer than the bound", extra={"bound_seconds": self.store_within})
             return False
-        return True
+        return not again
 
     def answering(self, key: str | None) -> asyncio.Event | None:
         """The "stored" event of ``key`` when another delivery of it is being answered here."""
