@@ -67,7 +67,8 @@ CLICKED_FOR = dt.timedelta(days=60)
 REPLIES_PENDING_FOR = dt.timedelta(seconds=30)
 
 #: What became of an event in the engine: ``done`` (stored, or known as a duplicate), ``raced``
-#: (another process committed it a moment ago), ``failed`` (nothing stored; "try again" is said).
+#: (another process committed it a moment ago), ``failed`` (nothing stored; "try again" is said),
+#: ``pending`` (another process stored it moments ago and is most likely still replying).
 Outcome = Literal["done", "raced", "failed", "pending"]
 #: Posts the replies of an answered event (after the acknowledgement).
 Send = Callable[[list[Outbound], Outcome], Awaitable[None]]
