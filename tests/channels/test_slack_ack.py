@@ -368,7 +368,6 @@ async def test_a_socket_mode_event_slower_than_the_bound_is_not_acknowledged(mak
     async with FakeSlackAPI() as api, open_rig(app, api, mode="socket", app_token="xapp-1-test",
                                                store_within_seconds=0.2) as rig:  # fmt: skip
         await started(rig)
-        posts = len(rig.posted(ADA_DM))
         entered, release = blocking_handle(app)
         event = {"type": "message", "user": ADA, "text": "8", "ts": rig.next_ts(), "channel": ADA_DM,
                  "channel_type": "im"}  # fmt: skip
