@@ -148,9 +148,10 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def cpu_ceiling(cpu_per_answer: float, cpu_per_sentence: float, raw_per_s: float) -> dict[str, float]:
     """What the process's CPU seconds say about the burst, whatever the load: the CPU one answer
     costs end to end against one sentence of the raw batch, and the most answers per second the
-    engine could take if every core of the machine did nothing else (its ceiling), as a ratio to
+    engine could take if every core it may run on did nothing else (its ceiling), as a ratio to
     the raw batch rate measured in the same run."""
-    ceiling = (os.cpu_count() or 1) / cpu_per_answer
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    ceiling = cores / cpu_per_answer
     return {
         "cpu_ms_per_answer": round(cpu_per_answer * 1000, 2),
         "raw_cpu_ms_per_sentence": round(cpu_per_sentence * 1000, 2),

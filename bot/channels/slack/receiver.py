@@ -50,20 +50,21 @@ log = logging.getLogger("bot.channels.slack")
 BOLT_LOGGER = "bot.channels.slack.bolt"
 Ack = Callable[..., Awaitable[Any]]
 
-#: Set for each delivery before Bolt dispatches it; a listener adds to it when the delivery must
-#: not be acknowledged (its answer was not stored within the bound), so that Slack retries it.
-_UNSTORED: ContextVar[list[str] | None] = ContextVar("slack_unstored", default=None)
+#: Set for each delivery before Bolt dispatches it (an empty set); a listener adds to it when the
+#: delivery must not be acknowledged (its answer was not stored within the bound), so that Slack
+#: retries it.
+_UNSTORED: ContextVar[set[bool] | None] = ContextVar("slack_unstored", default=None)
 
 
-def _leave_unacknowledged(reason: str) -> None:
+def _leave_unacknowledged() -> None:
     marks = _UNSTORED.get()
     if marks is not None:
-        marks.append(reason)
+        marks.add(True)
 
 
 async def _dispatched(dispatch: Coroutine[Any, Any, BoltResponse]) -> tuple[BoltResponse, bool]:
     """Bolt's response to one delivery, and whether Slack should hear it (see ``_UNSTORED``)."""
-    marks: list[str] = []
+    marks: set[bool] = set()
     token = _UNSTORED.set(marks)
     try:
         response = await dispatch
@@ -151,7 +152,7 @@ class SlackReceiver:
         @app.event("message")
         async def on_message(body: JSON, client: AsyncWebClient) -> None:
             if not await to.take(to.on_message(body, client)):
-                _leave_unacknowledged("not stored within the bound")
+                _leave_unacknowledged()
 
         @app.event("app_home_opened")
         async def on_home(body: JSON, client: AsyncWebClient) -> None:
